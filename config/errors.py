@@ -1,0 +1,77 @@
+"""Error types shared by every layer.
+
+Each class carries the CLI exit code it maps to and whether retrying the same work can help
+(Lambda adapters turn ``retryable`` into TemporaryFailure / a re-raised error).  This module
+imports nothing of ours so that ``config``, ``pipelines`` and ``handlers`` can all use it.
+"""
+
+from __future__ import annotations
+
+from enum import IntEnum
+
+
+class ExitCode(IntEnum):
+    OK = 0
+    FAILED = 1  # some source failed; the run itself completed
+    USAGE = 2  # bad command line or configuration
+
+
+class MediaWorkerError(Exception):
+    """Base class: a failure we understand and can report per file."""
+
+    exit_code: ExitCode = ExitCode.FAILED
+    retryable: bool = False
+    kind: str = "error"
+
+    def __init__(self, message: str, *, detail: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.detail = detail  # e.g. the tail of a tool's stderr
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class ConfigError(MediaWorkerError):
+    """Invalid configuration; the message names the key and the reason."""
+
+    exit_code = ExitCode.USAGE
+    kind = "config"
+
+
+class BadInputError(MediaWorkerError):
+    """The source cannot be processed (corrupt, unsupported, over a limit). Retrying won't help."""
+
+    kind = "bad_input"
+
+
+class PathError(BadInputError):
+    """A path escapes the workspace, contains NUL, is absolute, or is too long for an S3 key."""
+
+    kind = "path"
+
+
+class MissingDependencyError(MediaWorkerError):
+    """An external program or library needed by a pipeline is missing or too old."""
+
+    exit_code = ExitCode.USAGE
+    kind = "dependency"
+
+
+class ToolFailedError(MediaWorkerError):
+    """An external tool exited with an error."""
+
+    kind = "tool"
+
+
+class RetryableError(MediaWorkerError):
+    """Transient: the source is not visible yet, changed while being read, or similar."""
+
+    retryable = True
+    kind = "retryable"
+
+
+class JobTimeoutError(RetryableError):
+    """The job's deadline was reached; partial outputs were deleted and no manifest written."""
+
+    kind = "timeout"

@@ -1,0 +1,258 @@
+"""Settings: defaults < TOML file < ``MEDIA_WORKER_*`` environment variables.
+
+Built once at the edge (CLI or Lambda handler) with :func:`load_settings` and passed down as an
+argument; nothing below ``handlers/`` reads the environment.  Nested fields use ``__`` in
+environment variables, e.g. ``MEDIA_WORKER_THUMBNAILS__JPEG_QUALITY=90``; lists and tables are JSON,
+e.g. ``MEDIA_WORKER_RULES='[{"include": ["*.jpg"], "pipelines": ["thumbnails"]}]'``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+from config.errors import ConfigError
+from config.layout import Layout
+from config.rules import Rule
+from config.sync import SyncSettings
+
+MIB = 1 << 20
+MIN_READ_BLOCK = (
+    128 * 1024
+)  # S3 Files serves reads >= 128 KB straight from S3; smaller ones hit the paid cache
+CONFIG_ENV = "MEDIA_WORKER_CONFIG"
+DEFAULT_CONFIG_NAME = "media-worker.toml"
+
+IMAGE_GLOBS = [
+    "*.jpg",
+    "*.jpeg",
+    "*.png",
+    "*.webp",
+    "*.gif",
+    "*.tif",
+    "*.tiff",
+    "*.bmp",
+    "*.avif",
+    "*.heic",
+    "*.heif",
+    "*.mpo",
+    "*.ico",
+]
+VIDEO_GLOBS = ["*.mp4", "*.mov", "*.m4v", "*.mkv", "*.webm", "*.avi", "*.ts", "*.mts", "*.m2ts"]
+AUDIO_GLOBS = ["*.mp3", "*.m4a", "*.aac", "*.wav", "*.flac", "*.ogg", "*.oga", "*.opus"]
+DOCUMENT_GLOBS = ["*.pdf"]
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ThumbnailSettings(_Section):
+    """Image thumbnails (Pillow)."""
+
+    sizes: dict[str, tuple[int, int]] = Field(
+        default={"thumb": (150, 150), "medium": (800, 600), "large": (1920, 1080)},
+        description="Named boxes (width, height); each image is fitted inside, never upscaled.",
+    )
+    formats: list[Literal["jpeg", "webp", "png"]] = Field(
+        default=["jpeg", "webp"], description="Output formats, one file per size and format."
+    )
+    jpeg_quality: int = Field(default=85, ge=1, le=95, description="JPEG quality.")
+    webp_quality: int = Field(default=80, ge=1, le=100, description="WebP quality.")
+    progressive: bool = Field(default=True, description="Write progressive JPEGs.")
+    background: tuple[int, int, int] = Field(
+        default=(255, 255, 255), description="RGB colour that alpha is flattened onto for JPEG."
+    )
+
+    @field_validator("sizes")
+    @classmethod
+    def _check_sizes(cls, v: dict[str, tuple[int, int]]) -> dict[str, tuple[int, int]]:
+        if not v:
+            raise ValueError("at least one size is needed")
+        for name, (w, h) in v.items():
+            if not name or not name.replace("-", "").replace("_", "").isalnum():
+                raise ValueError(f"size name {name!r} must be letters, digits, '-' or '_'")
+            if not (1 <= w <= 16384 and 1 <= h <= 16384):
+                raise ValueError(f"size {name!r}: {w}x{h} is outside 1..16384")
+        return v
+
+    @field_validator("formats")
+    @classmethod
+    def _check_formats(cls, v: list[str]) -> list[str]:
+        if not v or len(set(v)) != len(v):
+            raise ValueError("give one or more distinct formats")
+        return v
+
+
+class LimitSettings(_Section):
+    """Per-file limits: over a limit is a clean per-file failure."""
+
+    max_image_pixels: int = Field(
+        default=100_000_000, ge=1, description="Largest image (width*height) decoded; a bigger one fails."
+    )
+    max_source_bytes: int = Field(
+        default=2 * 1024 * MIB, ge=1, description="Largest source read into memory by in-memory pipelines."
+    )
+
+
+def _default_rules() -> list[Rule]:
+    return [
+        Rule(include=IMAGE_GLOBS, pipelines=["thumbnails"]),
+        Rule(include=VIDEO_GLOBS, pipelines=["transcode", "video_thumbnails"]),
+        Rule(include=AUDIO_GLOBS, pipelines=["transcode"]),
+        Rule(include=DOCUMENT_GLOBS, pipelines=["ocr", "thumbnails"]),
+        Rule(include=["*.tif", "*.tiff"], pipelines=["ocr"], enabled=False),
+    ]
+
+
+class Settings(BaseSettings):
+    """Everything media-worker can be told.  See README "Configuration"."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="MEDIA_WORKER_",
+        env_nested_delimiter="__",
+        extra="forbid",
+        frozen=True,
+        validate_default=True,
+    )
+
+    workspace: Path = Field(
+        default=Path("/mnt/workspace"), description="Root of the S3 Files mount; every path is inside it."
+    )
+    read_block_bytes: int = Field(
+        default=MIB,
+        ge=MIN_READ_BLOCK,
+        description="Size every source read() asks for (>= 128 KiB so S3 Files serves it straight from S3).",
+    )
+    workers: int = Field(
+        default=0, ge=0, description="Process pool size for directory runs; 0 = CPUs available."
+    )
+    rules: list[Rule] = Field(
+        default_factory=_default_rules, description="Which pipelines run for which sources."
+    )
+    exclude: list[str] = Field(
+        default=["processed/**", "**/.*", "**/.*/**"],
+        description="Globs never processed by any rule: the mirror layout's outputs, hidden files and "
+        "folders (which include S3 Files' .s3files-lost+found-*).",
+    )
+    layout: Layout = Field(default_factory=Layout, description="Where outputs and manifests are written.")
+    thumbnails: ThumbnailSettings = Field(default_factory=ThumbnailSettings)
+    limits: LimitSettings = Field(default_factory=LimitSettings)
+    sync: SyncSettings = Field(default_factory=SyncSettings, description="S3 Files synchronization settings.")
+    plugins: dict[str, dict[str, Any]] = Field(
+        default_factory=dict, description="Free-form settings for third-party pipelines, by pipeline name."
+    )
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        toml_file = _active_toml
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        if toml_file is not None:
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=toml_file))
+        return tuple(sources)
+
+    @model_validator(mode="after")
+    def _check_layout_against_rules(self) -> Settings:
+        self.layout.check_against_rules(self.active_rules(), self.exclude, self._planned_variants())
+        return self
+
+    def active_rules(self) -> list[Rule]:
+        return [r for r in self.rules if r.enabled]
+
+    def _planned_variants(self) -> dict[str, list[tuple[str, str]]]:
+        """(variant, extension) pairs each built-in pipeline can write, for layout checks."""
+        variants: dict[str, list[tuple[str, str]]] = {
+            "thumbnails": [
+                (size, _ext(fmt)) for size in self.thumbnails.sizes for fmt in self.thumbnails.formats
+            ]
+        }
+        return variants
+
+    def fingerprint(self, section: BaseModel | dict[str, Any] | None) -> str:
+        """Stable short hash of a settings section (used in the manifest's config hash)."""
+        data = section.model_dump(mode="json") if isinstance(section, BaseModel) else section
+        blob = json.dumps(data, sort_keys=True, separators=(",", ":"), default=str).encode()
+        return hashlib.sha256(blob).hexdigest()[:16]
+
+
+def _ext(fmt: str) -> str:
+    return {"jpeg": "jpg"}.get(fmt, fmt)
+
+
+_active_toml: Path | None = None
+
+
+def find_config_file(
+    explicit: str | os.PathLike[str] | None, environ: dict[str, str] | None = None
+) -> Path | None:
+    """``--config`` wins, then ``$MEDIA_WORKER_CONFIG``, then ./media-worker.toml if present."""
+    env = os.environ if environ is None else environ
+    if explicit:
+        path = Path(explicit)
+    elif env.get(CONFIG_ENV):
+        path = Path(env[CONFIG_ENV])
+    else:
+        path = Path(DEFAULT_CONFIG_NAME)
+        return path if path.is_file() else None
+    if not path.is_file():
+        raise ConfigError(f"config file {path} does not exist")
+    return path
+
+
+def load_settings(config_file: str | os.PathLike[str] | None = None, **overrides: Any) -> Settings:
+    """Build settings from defaults, the TOML file, the environment and explicit overrides.
+
+    Raises :class:`ConfigError` whose message names each bad key and why.
+    """
+    global _active_toml
+    path = find_config_file(config_file)
+    if path is not None:
+        _check_toml_syntax(path)
+    _active_toml = path
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        raise ConfigError(format_validation_error(exc, path)) from None
+    except ConfigError as exc:
+        where = f" ({path})" if path else ""
+        raise ConfigError(f"invalid config{where}: {exc.message}") from None
+    finally:
+        _active_toml = None
+
+
+def _check_toml_syntax(path: Path) -> None:
+    import tomllib
+
+    try:
+        tomllib.loads(path.read_text(encoding="utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
+
+
+def format_validation_error(exc: ValidationError, path: Path | None = None) -> str:
+    lines = [f"invalid config{f' ({path})' if path else ''}:"]
+    for err in exc.errors():
+        key = ".".join(str(p) for p in err["loc"]) or "(root)"
+        msg = err["msg"]
+        if err["type"] == "extra_forbidden":
+            msg = "unknown key"
+        lines.append(f"  {key}: {msg}")
+    return "\n".join(lines)

@@ -1,0 +1,237 @@
+"""``media-worker``: the local command line (run, pipelines, config, demo).
+
+Exit codes: 0 nothing failed, 1 some source failed, 2 usage or configuration error.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from config.errors import ExitCode, MediaWorkerError
+from config.settings import Settings, load_settings
+from pipelines.batch import iter_sources, run_many
+from pipelines.engine import Engine, SourceResult
+from pipelines.registry import load_registry
+
+app = typer.Typer(
+    name="media-worker",
+    help="Process media on an S3 Files mount (or any folder): thumbnails, transcodes, OCR.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+config_app = typer.Typer(help="Show, validate and export the configuration.", no_args_is_help=True)
+app.add_typer(config_app, name="config")
+err = Console(stderr=True)
+out = Console()
+
+ConfigOpt = Annotated[
+    Path | None, typer.Option("--config", "-c", help="TOML config file (default: $MEDIA_WORKER_CONFIG).")
+]
+SAMPLE_MEDIA = Path(__file__).resolve().parents[1] / "sample_media"
+
+
+def _settings(config: Path | None, **overrides: Any) -> Settings:
+    try:
+        return load_settings(config, **{k: v for k, v in overrides.items() if v is not None})
+    except MediaWorkerError as exc:
+        err.print(f"[red]error:[/red] {exc}", highlight=False)
+        raise typer.Exit(ExitCode.USAGE) from None
+
+
+@app.command()
+def run(
+    paths: Annotated[list[str], typer.Argument(help="Files or folders, relative to the workspace.")],
+    workspace: Annotated[
+        Path | None, typer.Option("--workspace", "-w", help="Workspace root (mount).")
+    ] = None,
+    pipeline: Annotated[
+        list[str] | None, typer.Option("--pipeline", "-p", help="Run only these pipelines (bypasses rules).")
+    ] = None,
+    config: ConfigOpt = None,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object per source on stdout.")] = False,
+    workers: Annotated[
+        int | None, typer.Option("--workers", "-j", help="Worker processes (default: CPUs).")
+    ] = None,
+) -> None:
+    """Process sources; folders are walked in a stable order."""
+    settings = _settings(config, workspace=workspace)
+    results = _run(settings, paths, pipeline or None, workers, as_json)
+    if not as_json:
+        _summary(results)
+    raise typer.Exit(
+        ExitCode.FAILED if any(r.status in ("failed", "timeout") for r in results) else ExitCode.OK
+    )
+
+
+def _run(
+    settings: Settings, paths: list[str], pipelines: list[str] | None, workers: int | None, as_json: bool
+) -> list[SourceResult]:
+    try:
+        engine = Engine(settings)
+        for name in pipelines or []:
+            if engine.registry.get(name) is None:
+                raise MediaWorkerError(f"unknown pipeline {name!r}: {engine.registry.why_unavailable(name)}")
+        sources = list(iter_sources(engine, paths))
+    except MediaWorkerError as exc:
+        err.print(f"[red]error:[/red] {exc}", highlight=False)
+        raise typer.Exit(ExitCode.USAGE) from None
+    progress = Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=err,
+        transient=as_json,
+        disable=not err.is_terminal,
+    )
+
+    def report(res: SourceResult) -> None:
+        progress.advance(task)
+        if as_json:
+            print(json.dumps(res.to_dict(), ensure_ascii=False), flush=True)
+        elif res.status in ("failed", "timeout"):
+            progress.console.print(f"[red]{res.status}[/red] {res.source}: {res.error}", highlight=False)
+
+    with progress:
+        task = progress.add_task("processing", total=len(sources))
+        return run_many(
+            settings, sources, pipelines=pipelines, workers=workers, on_result=report, engine=engine
+        )
+
+
+def _summary(results: list[SourceResult]) -> None:
+    table = Table(title="media-worker", show_lines=False)
+    for col in ("status", "sources", "outputs", "output bytes"):
+        table.add_column(col, justify="right" if col != "status" else "left")
+    for status in ("ok", "skipped", "failed", "timeout"):
+        rs = [r for r in results if r.status == status]
+        if rs:
+            table.add_row(
+                status,
+                str(len(rs)),
+                str(sum(len(r.outputs) for r in rs)),
+                f"{sum(r.output_bytes for r in rs):,}",
+            )
+    err.print(table)
+    for r in results:
+        if r.status in ("failed", "timeout"):
+            err.print(f"  [red]{r.status}[/red] {r.source}: {r.error}", highlight=False)
+
+
+@app.command()
+def pipelines(config: ConfigOpt = None) -> None:
+    """List installed pipelines (and ones that failed to load)."""
+    settings = _settings(config)
+    reg = load_registry()
+    table = Table(title="pipelines")
+    for col in ("name", "status", "description / reason", "from"):
+        table.add_column(col)
+    for name, p in sorted(reg.pipelines.items()):
+        try:
+            reg.check(name, settings)
+            status = "[green]available[/green]"
+        except MediaWorkerError as exc:
+            status = f"[yellow]missing dependency[/yellow]: {exc}"
+        table.add_row(name, status, p.description, reg.origins.get(name, ""))
+    for name, why in sorted(reg.unavailable.items()):
+        table.add_row(name, "[red]unavailable[/red]", why, "")
+    out.print(table)
+
+
+@config_app.command("show")
+def config_show(config: ConfigOpt = None) -> None:
+    """Print the effective configuration (defaults < file < environment) as JSON."""
+    out.print_json(_settings(config).model_dump_json())
+
+
+@config_app.command("validate")
+def config_validate(config: ConfigOpt = None) -> None:
+    """Check the configuration; exit 2 with the bad keys named if it is invalid."""
+    settings = _settings(config)
+    reg = load_registry()
+    unknown = sorted({p for r in settings.active_rules() for p in r.pipelines} - set(reg.pipelines))
+    for name in unknown:
+        err.print(f"[yellow]warning:[/yellow] rules name pipeline {name!r}: {reg.why_unavailable(name)}")
+    out.print("[green]config ok[/green]")
+
+
+@config_app.command("sync-rules")
+def config_sync_rules(
+    config: ConfigOpt = None,
+    file_system_id: Annotated[str | None, typer.Option("--file-system-id", help="fs-… id or ARN.")] = None,
+    cloudformation: Annotated[
+        bool, typer.Option("--cloudformation", help="Print the CloudFormation SynchronizationConfiguration.")
+    ] = False,
+) -> None:
+    """Print the S3 Files PutSynchronizationConfiguration request for the configured sync settings."""
+    settings = _settings(config)
+    if file_system_id:
+        try:
+            sync = settings.sync.model_validate(
+                {**settings.sync.model_dump(), "file_system_id": file_system_id}
+            )
+        except ValueError as exc:
+            err.print(f"[red]error:[/red] --file-system-id: {exc}")
+            raise typer.Exit(ExitCode.USAGE) from None
+    else:
+        sync = settings.sync
+    doc = sync.cloudformation() if cloudformation else sync.put_request()
+    print(json.dumps(doc, indent=2))
+
+
+@app.command()
+def demo(
+    workspace: Annotated[
+        Path | None, typer.Option("--workspace", "-w", help="Scratch workspace (default: new temp dir).")
+    ] = None,
+    config: ConfigOpt = None,
+) -> None:
+    """Copy sample_media into a scratch workspace, run every available pipeline, show the outputs."""
+    if not SAMPLE_MEDIA.is_dir():
+        err.print(f"[red]error:[/red] sample media not found at {SAMPLE_MEDIA}")
+        raise typer.Exit(ExitCode.USAGE)
+    ws = workspace or Path(tempfile.mkdtemp(prefix="media-worker-demo-"))
+    dest = ws / "sample_media"
+    shutil.copytree(
+        SAMPLE_MEDIA, dest, dirs_exist_ok=True, ignore=shutil.ignore_patterns("*.py", "*.md", "*.txt")
+    )
+    settings = _settings(config, workspace=ws)
+    results = _run(settings, ["sample_media"], None, None, as_json=False)
+    _summary(results)
+    table = Table(title=f"outputs in {ws}")
+    table.add_column("source")
+    table.add_column("status")
+    table.add_column("outputs / reason")
+    for r in results:
+        detail = "\n".join(r.outputs) if r.outputs else (r.error or r.reason or "")
+        table.add_row(r.source, r.status, detail)
+    out.print(table)
+    out.print(f"workspace: {ws}")
+    raise typer.Exit(
+        ExitCode.FAILED if any(r.status in ("failed", "timeout") for r in results) else ExitCode.OK
+    )
+
+
+def main() -> None:
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        app()
+    except MediaWorkerError as exc:  # anything not caught per file
+        err.print(f"[red]error:[/red] {exc}", highlight=False)
+        sys.exit(exc.exit_code)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,319 @@
+"""The engine: one source in, its outputs and its manifest out.
+
+For each source: choose pipelines (rules or an explicit list), skip it if its manifest says it is
+already done for this config (without opening it), plan and validate every output path, run the
+pipelines, and write the manifest last.  If anything fails, the outputs written so far are deleted
+and no manifest is written.  The engine raises nothing for a per-file problem: it returns a
+:class:`SourceResult`, so a batch goes on.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import shutil
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from config.errors import ConfigError, JobTimeoutError, MediaWorkerError, RetryableError
+from config.rules import select_pipelines
+from config.settings import Settings
+from pipelines import manifest
+from pipelines.mount import Workspace, clean_relpath
+from pipelines.registry import Registry, load_registry
+from pipelines.spec import OutputRecord, Pipeline, PlannedOutput, SourceInfo
+
+log = logging.getLogger("media_worker")
+Status = Literal["ok", "skipped", "failed", "timeout"]
+VERSION = "0.1.0"
+
+
+@dataclass(frozen=True)
+class SourceMeta:
+    """What the caller knows about a source from outside the mount (an S3 event)."""
+
+    version_id: str | None = None
+    etag: str | None = None
+    size: int | None = None
+
+
+@dataclass
+class SourceResult:
+    """The outcome for one source."""
+
+    source: str
+    status: Status
+    outputs: list[str] = field(default_factory=list)
+    manifest: str | None = None
+    error: str | None = None
+    error_kind: str | None = None
+    retryable: bool = False
+    reason: str | None = None
+    duration_s: float = 0.0
+    source_bytes: int = 0
+    output_bytes: int = 0
+    bytes_read: int = 0  # bytes of the source read by the worker itself (tools reading directly not counted)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "source": self.source,
+            "status": self.status,
+            "outputs": self.outputs,
+            "manifest": self.manifest,
+            "error": self.error,
+            "error_kind": self.error_kind,
+            "retryable": self.retryable,
+            "reason": self.reason,
+            "duration_s": round(self.duration_s, 4),
+            "source_bytes": self.source_bytes,
+            "output_bytes": self.output_bytes,
+        }
+
+
+@dataclass
+class _Job:
+    """The engine's implementation of :class:`pipelines.spec.Job`."""
+
+    ws: Workspace
+    source: SourceInfo
+    settings: Settings
+    deadline: float | None
+    planned: dict[tuple[str, str, str], tuple[str, PlannedOutput]]
+    written: list[OutputRecord] = field(default_factory=list)
+    tool_written: list[tuple[str, PlannedOutput, str]] = field(
+        default_factory=list
+    )  # (pipeline, planned, rel)
+    bytes_read: int = 0
+    _data: bytes | None = None
+    _scratch: Path | None = None
+
+    @property
+    def scratch_dir(self) -> Path:
+        if self._scratch is None:
+            self._scratch = Path(tempfile.mkdtemp(prefix="media-worker-"))
+        return self._scratch
+
+    def read_source(self) -> bytes:
+        if self._data is None:
+            self._data = self.ws.read_source(
+                self.source.relpath,
+                expected_size=self.source.size,
+                max_bytes=self.settings.limits.max_source_bytes,
+            )
+            self.bytes_read += len(self._data)
+        return self._data
+
+    def source_path(self) -> Path:
+        return self.ws.resolve_source(self.source.relpath)
+
+    def _target(self, pipeline: str, variant: str, ext: str | None) -> tuple[str, PlannedOutput]:
+        found = [
+            v
+            for (p, var, e), v in self.planned.items()
+            if p == pipeline and var == variant and ext in (None, e)
+        ]
+        if len(found) != 1:
+            what = "did not plan" if not found else "planned more than once (pass ext=)"
+            raise MediaWorkerError(f"pipeline {pipeline} wrote {variant!r} ({ext}), which it {what}")
+        return found[0]
+
+    def write_output(
+        self, pipeline: str, variant: str, data: bytes, *, ext: str | None = None, **meta: Any
+    ) -> OutputRecord:
+        rel, planned = self._target(pipeline, variant, ext)
+        self.written.append(OutputRecord(rel, 0, "", pipeline, variant, planned.media_type, meta))
+        with self.ws.open_output(rel) as out:
+            out.write(data)
+        rec = self.written[-1]
+        rec.size, rec.sha256 = out.size, out.sha256
+        return rec
+
+    def output_path(self, pipeline: str, variant: str, *, ext: str | None = None) -> Path:
+        rel, planned = self._target(pipeline, variant, ext)
+        path = self.ws.resolve_output(rel)
+        self.tool_written.append((pipeline, planned, rel))
+        return path
+
+    def finish_tool_outputs(self) -> None:
+        """Hash and record outputs that tools wrote themselves; forget the ones they did not write."""
+        for pipeline, planned, rel in self.tool_written:
+            if not (self.ws.root / rel).exists():
+                continue
+            size, sha = self.ws.hash_file(rel)
+            self.written.append(OutputRecord(rel, size, sha, pipeline, planned.variant, planned.media_type))
+        self.tool_written.clear()
+
+    def cleanup(self, *, delete_outputs: bool) -> None:
+        if delete_outputs:
+            removed = self.ws.remove([o.path for o in self.written] + [t[2] for t in self.tool_written])
+            if removed:
+                log.info("deleted %d partial output(s) of %s", len(removed), self.source.relpath)
+        if self._scratch is not None:
+            shutil.rmtree(self._scratch, ignore_errors=True)
+            self._scratch = None
+
+
+class Engine:
+    """Processes sources of one workspace with one set of settings and pipelines."""
+
+    def __init__(self, settings: Settings, registry: Registry | None = None) -> None:
+        self.settings = settings
+        self.registry = registry if registry is not None else load_registry()
+        self.ws = Workspace(settings.workspace, read_block=settings.read_block_bytes)
+
+    # -- selection -----------------------------------------------------------------------------
+    def choose(self, relpath: str, pipelines: Sequence[str] | None) -> tuple[list[Pipeline], list[str]]:
+        """Pipelines to run for a source and the reasons others were left out."""
+        names = (
+            list(pipelines)
+            if pipelines
+            else select_pipelines(relpath, self.settings.active_rules(), self.settings.exclude)
+        )
+        chosen, reasons = [], []
+        for name in names:
+            p = self.registry.get(name)
+            if p is None:
+                reasons.append(f"{name}: {self.registry.why_unavailable(name)}")
+            else:
+                chosen.append(p)
+        return chosen, reasons
+
+    def config_hash(self, pipelines: Sequence[Pipeline]) -> str:
+        doc = {
+            "layout": [self.settings.layout.output, self.settings.layout.manifest],
+            "pipelines": [[p.name, p.version, p.settings_fingerprint(self.settings)] for p in pipelines],
+        }
+        blob = json.dumps(doc, sort_keys=True, separators=(",", ":"), default=str).encode()
+        return hashlib.sha256(blob).hexdigest()
+
+    # -- the job -------------------------------------------------------------------------------
+    def process(
+        self,
+        relpath: str,
+        *,
+        pipelines: Sequence[str] | None = None,
+        meta: SourceMeta | None = None,
+        deadline: float | None = None,
+    ) -> SourceResult:
+        """Process one source; never raises for a per-file problem."""
+        t0 = time.monotonic()
+        result = SourceResult(source=relpath, status="failed")
+        started: list[_Job] = []  # the job, once created, so a failure can clean it up
+        try:
+            self._process(relpath, pipelines, meta or SourceMeta(), deadline, result, started)
+        except MediaWorkerError as exc:
+            result.status = "timeout" if isinstance(exc, JobTimeoutError) else "failed"
+            result.error, result.error_kind, result.retryable = str(exc), exc.kind, exc.retryable
+        except Exception as exc:  # a bug or an unexpected library error: still a per-file failure
+            log.exception("internal error on %s", relpath)
+            result.error, result.error_kind = f"internal error: {type(exc).__name__}: {exc}", "internal"
+        finally:
+            for job in started:
+                job.cleanup(delete_outputs=result.status in ("failed", "timeout"))
+                result.bytes_read = job.bytes_read
+            if result.status in ("failed", "timeout"):
+                result.outputs, result.manifest = [], None
+            result.duration_s = time.monotonic() - t0
+        return result
+
+    def _process(
+        self,
+        relpath: str,
+        names: Sequence[str] | None,
+        meta: SourceMeta,
+        deadline: float | None,
+        result: SourceResult,
+        started: list[_Job],
+    ) -> None:
+        settings, layout = self.settings, self.settings.layout
+        rel = result.source = clean_relpath(relpath)
+        if layout.is_output(rel):
+            result.status, result.reason = "skipped", "this path is an output of the configured layout"
+            return
+        chosen, reasons = self.choose(rel, names)
+        st = self.ws.stat_source(rel)
+        source = SourceInfo(rel, st.st_size, st.st_mtime_ns, meta.version_id, meta.etag)
+        result.source_bytes = st.st_size
+        if meta.size is not None and meta.size != st.st_size:
+            raise RetryableError(
+                f"{rel}: {st.st_size} bytes on the mount, {meta.size} in the event: not synced yet"
+            )
+        accepted = []
+        for p in chosen:
+            verdict = p.accepts(source, settings)
+            if verdict is True:
+                accepted.append(p)
+            else:
+                reasons.append(f"{p.name}: {verdict or 'does not accept this file'}")
+        if not accepted:
+            result.status = "skipped"
+            result.reason = "; ".join(reasons) if reasons else "no rule matches this file"
+            return
+
+        config_hash = self.config_hash(accepted)
+        manifest_rel = layout.manifest_path(rel)
+        if manifest.is_current(manifest.decode(self.ws.read_small(manifest_rel)), source, config_hash):
+            result.status, result.reason, result.manifest = (
+                "skipped",
+                "up to date (manifest matches)",
+                manifest_rel,
+            )
+            return
+
+        planned = self._plan(source, accepted, manifest_rel)
+        for p in accepted:
+            self.registry.check(p.name, settings)
+        # the old manifest no longer describes what is about to be written
+        self.ws.remove([manifest_rel])
+        job = _Job(self.ws, source, settings, deadline, planned)
+        started.append(job)
+        timings: dict[str, float] = {}
+        for p in accepted:
+            t = time.monotonic()
+            if deadline is not None and t >= deadline:
+                raise JobTimeoutError(f"deadline reached before {p.name}")
+            p.run(job)
+            job.finish_tool_outputs()
+            timings[p.name] = time.monotonic() - t
+        tools = {"media-worker": VERSION}
+        for p in accepted:
+            tools.update(p.tool_versions())
+        doc = manifest.build(
+            source,
+            config_hash=config_hash,
+            pipelines=[p.name for p in accepted],
+            outputs=job.written,
+            tools=tools,
+            timings=timings,
+        )
+        self.ws.write_file(manifest_rel, manifest.encode(doc))
+        result.status, result.manifest = "ok", manifest_rel
+        result.outputs = [o.path for o in job.written]
+        result.output_bytes = sum(o.size for o in job.written)
+        if reasons:
+            result.reason = "; ".join(reasons)
+
+    def _plan(
+        self, source: SourceInfo, pipelines: Sequence[Pipeline], manifest_rel: str
+    ) -> dict[tuple[str, str, str], tuple[str, PlannedOutput]]:
+        """Render and validate every output path before anything is written."""
+        settings, layout = self.settings, self.settings.layout
+        planned: dict[tuple[str, str, str], tuple[str, PlannedOutput]] = {}
+        seen: dict[str, str] = {manifest_rel: "the manifest", source.relpath: "the source"}
+        for p in pipelines:
+            for out in p.plan(source, settings):
+                rel = layout.output_path(source.relpath, p.name, out.variant, out.ext)
+                if rel in seen:
+                    raise ConfigError(f"layout: {p.name}/{out.variant} and {seen[rel]} both map to {rel}")
+                if select_pipelines(rel, settings.active_rules(), settings.exclude):
+                    raise ConfigError(
+                        f"layout: output {rel} would be picked up by the rules again (recursion)"
+                    )
+                seen[rel] = f"{p.name}/{out.variant}"
+                planned[(p.name, out.variant, out.ext)] = (rel, out)
+        return planned

@@ -1,0 +1,432 @@
+"""The Pillow half of the thumbnail pipeline: pure functions from source bytes to encoded thumbnails.
+
+No file I/O: the caller reads the source and hands over the bytes.  Every failure caused by the input
+(unknown format, truncated or corrupt data, over the pixel limit) is raised as ``BadInputError``;
+anything else is a bug.
+
+The path for one source is :func:`open_image` (header only, pixel limit checked before any decoding),
+:func:`load_for_box` (one decode, JPEG DCT-scaled to the largest output, EXIF orientation, sRGB,
+normalized mode), :func:`fit_sizes` (each size derived from the next larger one) and :func:`encode`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import re
+import struct
+from collections.abc import Callable
+from typing import TypeVar
+
+from PIL import Image, ImageCms, ImageOps, UnidentifiedImageError
+
+from config.errors import BadInputError
+
+Box = tuple[int, int]
+
+# Formats we are willing to decode.  Deliberately short: no EPS (runs Ghostscript), no exotic
+# fuzz-prone plugins.  JPEG includes MPO; "HEIF" counts only once pillow-heif has registered it.
+_OPEN_FORMATS = ("JPEG", "PNG", "GIF", "WEBP", "TIFF", "BMP", "DIB", "ICO", "AVIF", "HEIF")
+_JPEG_FORMATS = frozenset({"JPEG", "MPO"})
+_SWAPPED_ORIENTATIONS = frozenset({5, 6, 7, 8})  # transpose / rotate 90: displayed w, h = stored h, w
+_ORIENTATION_TAG = 0x0112
+
+# Exceptions Pillow and its codecs raise on corrupt or hostile data.  UnidentifiedImageError is an
+# OSError; the warning is only raised when the interpreter runs with warnings turned into errors.
+_DECODE_ERRORS: tuple[type[BaseException], ...] = (
+    OSError,
+    SyntaxError,
+    ValueError,
+    EOFError,
+    IndexError,
+    ZeroDivisionError,
+    OverflowError,
+    struct.error,
+    MemoryError,
+    Image.DecompressionBombError,
+    Image.DecompressionBombWarning,
+)
+# Broken EXIF blocks: ignored (orientation 1), the pixels are still fine.
+_EXIF_ERRORS: tuple[type[BaseException], ...] = (*_DECODE_ERRORS, KeyError, TypeError)
+
+_RESAMPLE = Image.Resampling.LANCZOS
+_REDUCING_GAP = 3.0  # box-reduce first only beyond 3x the target: indistinguishable from plain LANCZOS
+_FORMATS = {"jpeg": "JPEG", "webp": "WEBP", "png": "PNG"}
+_SRGB = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB"))
+_BOMB_PIXELS = re.compile(r"\((\d+) pixels\)")
+
+T = TypeVar("T")
+
+
+# --------------------------------------------------------------------------------------------- open
+
+
+def open_image(data: bytes, *, max_pixels: int) -> Image.Image:
+    """Identify ``data`` and read its header only; the first frame of animations and multi-page files.
+
+    Raises ``BadInputError`` for unknown or corrupt data and when width * height > ``max_pixels``
+    (checked before any pixel is decoded).  Pillow's own bomb limit (2 x ``Image.MAX_IMAGE_PIXELS``)
+    still applies on top; its warning for images between 1x and 2x that limit is left to our check.
+    """
+    if not data:
+        raise BadInputError("empty file")
+    Image.init()
+    formats = [f for f in _OPEN_FORMATS if f in Image.OPEN]
+    try:
+        im = Image.open(io.BytesIO(data), formats=formats)
+    except UnidentifiedImageError as exc:
+        raise BadInputError("cannot identify image format", detail=str(exc)) from exc
+    except Image.DecompressionBombError as exc:
+        raise BadInputError(_bomb_message(exc, max_pixels), detail=str(exc)) from exc
+    except _DECODE_ERRORS as exc:
+        raise BadInputError(f"cannot read image header: {_describe(exc)}", detail=repr(exc)) from exc
+    _check_pixels(im.size, max_pixels)
+    return im
+
+
+def _check_pixels(size: Box, max_pixels: int) -> None:
+    w, h = size
+    if w <= 0 or h <= 0:
+        raise BadInputError(f"image has an empty size {w}x{h}")
+    if w * h > max_pixels:
+        raise BadInputError(
+            f"image is {w}x{h} = {_px(w * h)}, over the limit of {_px(max_pixels)}",
+        )
+
+
+def _bomb_message(exc: Exception, max_pixels: int) -> str:
+    limit = max_pixels
+    if Image.MAX_IMAGE_PIXELS is not None:
+        limit = min(max_pixels, 2 * Image.MAX_IMAGE_PIXELS)
+    m = _BOMB_PIXELS.search(str(exc))
+    size = f"{_px(int(m.group(1)))}" if m else "too large"
+    return f"image is {size}, over the limit of {_px(limit)}"
+
+
+def _px(n: int) -> str:
+    """Human-readable pixel count: 100 Mpx, 4.4 Gpx, 6000 Gpx."""
+    for unit, name in ((10**9, "Gpx"), (10**6, "Mpx"), (10**3, "kpx")):
+        if n >= unit:
+            return f"{n / unit:.1f}".removesuffix(".0") + f" {name}"
+    return f"{n} px"
+
+
+def _describe(exc: BaseException) -> str:
+    """Short reason for a decode failure, e.g. 'truncated image data'."""
+    text = str(exc)
+    if isinstance(exc, MemoryError):
+        return "out of memory while decoding"
+    if isinstance(exc, Image.DecompressionBombWarning | Image.DecompressionBombError):
+        return "image too large (decompression bomb)"
+    if "truncated" in text or isinstance(exc, EOFError):
+        return "truncated image data"
+    return text or type(exc).__name__
+
+
+def _decoding(what: str, func: Callable[[], T]) -> T:
+    """Run one Pillow decode step, mapping decode failures to BadInputError."""
+    try:
+        return func()
+    except _DECODE_ERRORS as exc:
+        raise BadInputError(f"cannot {what}: {_describe(exc)}", detail=repr(exc)) from exc
+
+
+# --------------------------------------------------------------------------------------------- load
+
+
+def _fit(size: Box, box: Box) -> Box:
+    """Largest size with ``size``'s aspect ratio inside ``box``; never larger than ``size``."""
+    w, h = size
+    bw, bh = box
+    if bw <= 0 or bh <= 0:
+        raise ValueError(f"box must be positive, got {box}")
+    if w <= bw and h <= bh:
+        return w, h
+    if w * bh >= h * bw:  # width is the limit
+        return bw, max(1, min(bh, round(h * bw / w)))
+    return max(1, min(bw, round(w * bh / h))), bh
+
+
+def _orientation(im: Image.Image) -> int:
+    """EXIF orientation 1-8; a broken EXIF block counts as 1 (the pixels are still usable)."""
+    try:
+        value = im.getexif().get(_ORIENTATION_TAG, 1)
+    except _EXIF_ERRORS:
+        return 1
+    return value if isinstance(value, int) and 1 <= value <= 8 else 1
+
+
+def load_for_box(im: Image.Image, box: Box, *, max_pixels: int) -> Image.Image:
+    """Decode ``im`` once, no smaller than the image fitted in ``box``; oriented, sRGB, RGB/RGBA/L.
+
+    ``box`` applies to the displayed (EXIF-oriented) image.  JPEGs are DCT-scaled while decoding
+    (``draft``) by the largest power of two that keeps the decoded image at least as large as
+    the fitted size, so every output can still be derived from it without upscaling.
+    """
+    orientation = _orientation(im)
+    swapped = orientation in _SWAPPED_ORIENTATIONS
+    if im.format in _JPEG_FORMATS:
+        stored = im.size
+        displayed = (stored[1], stored[0]) if swapped else stored
+        tw, th = _fit(displayed, box)
+        target = (th, tw) if swapped else (tw, th)
+        if target != stored:
+            _decoding("decode image", lambda: im.draft(im.mode, target))
+    _decoding("decode image", im.load)
+    _check_pixels(im.size, max_pixels)  # some plugins (ICO, GIF) settle their size while loading
+    icc = im.info.get("icc_profile") or None
+    if orientation != 1:
+        # Unreadable EXIF: keep the stored orientation rather than reject the image.
+        with contextlib.suppress(*_EXIF_ERRORS):
+            ImageOps.exif_transpose(im, in_place=True)
+    out = _to_srgb_and_mode(im, icc)
+    out.info = {"icc_profile": out.info["icc_profile"]} if out.info.get("icc_profile") else {}
+    return out
+
+
+def _icc_space(icc: bytes) -> str:
+    """Colour space signature from an ICC header ('RGB', 'CMYK', 'GRAY', ...), '' if unreadable."""
+    return icc[16:20].decode("ascii", "replace").strip() if len(icc) >= 20 else ""
+
+
+def _is_srgb(profile: ImageCms.ImageCmsProfile) -> bool:
+    try:
+        description = ImageCms.getProfileDescription(profile)
+    except (ImageCms.PyCMSError, OSError, ValueError, TypeError):
+        return False
+    return "srgb" in description.lower()
+
+
+def _to_srgb_and_mode(im: Image.Image, icc: bytes | None) -> Image.Image:
+    """Convert to sRGB (when an ICC profile says otherwise) and to RGB, RGBA or L.
+
+    The result's ``info['icc_profile']`` is set only when the pixels are still in that profile's
+    space: a broken RGB/gray profile is kept so the encoder embeds it; an sRGB one is dropped.
+    """
+    space = _icc_space(icc) if icc else ""
+    profile: ImageCms.ImageCmsProfile | None = None
+    if icc:
+        try:
+            profile = ImageCms.ImageCmsProfile(io.BytesIO(icc))
+        except (ImageCms.PyCMSError, OSError, ValueError, TypeError):
+            profile = None  # broken: keep pixels as they are (and the bytes, if the space still fits)
+
+    if im.mode == "CMYK" and profile is not None and space == "CMYK":
+        try:
+            out = ImageCms.profileToProfile(im, profile, _SRGB, outputMode="RGB")
+        except (ImageCms.PyCMSError, OSError, ValueError):
+            out = None  # unusable profile: fall back to Pillow's plain CMYK -> RGB below
+        if out is not None:
+            out.info = {}
+            return out
+
+    family_before = _family(im.mode)
+    out = _normalize_mode(im)
+    out.info = dict(out.info)
+    out.info.pop("icc_profile", None)
+    if not icc or _family(out.mode) != family_before or space not in ("", _family(out.mode)):
+        return out  # no profile, or it no longer describes these pixels (e.g. CMYK -> RGB)
+    if profile is None:
+        out.info["icc_profile"] = icc  # broken profile: embed it as it was
+    elif space == "RGB" and out.mode in ("RGB", "RGBA") and not _is_srgb(profile):
+        try:
+            converted = ImageCms.profileToProfile(out, profile, _SRGB, outputMode=out.mode)
+        except (ImageCms.PyCMSError, OSError, ValueError):
+            out.info["icc_profile"] = icc
+        else:
+            if converted is not None:
+                out = converted
+                out.info = {}
+    elif space == "GRAY":
+        out.info["icc_profile"] = icc  # grey stays grey; viewers apply the profile
+    return out
+
+
+def _family(mode: str) -> str:
+    """Colour family of a Pillow mode, in ICC header terms."""
+    if mode in ("1", "L", "LA", "La") or mode.startswith(("I", "F")):
+        return "GRAY"
+    if mode == "CMYK":
+        return "CMYK"
+    return "RGB"
+
+
+def _normalize_mode(im: Image.Image) -> Image.Image:
+    """Return ``im`` as RGB, RGBA or L (may return ``im`` itself)."""
+    mode = im.mode
+    if mode in ("RGB", "RGBA", "L") and "transparency" not in im.info:
+        return im
+    try:
+        if mode.startswith(("I", "F")):
+            return _deep_to_8bit(im)
+        if mode in ("LA", "PA", "RGBa", "RGBA"):
+            return im.convert("RGBA")
+        if mode == "La":
+            return _unpremultiply_la(im)
+        if mode in ("1", "L", "P", "RGB") and im.has_transparency_data:
+            return im.convert("RGBA")
+        if mode == "1":
+            return im.convert("L")
+        return im.convert("RGB")  # P, CMYK without a usable profile, YCbCr, LAB, HSV, RGBX, ...
+    except (ValueError, OSError) as exc:
+        raise BadInputError(f"unsupported image mode {mode}", detail=repr(exc)) from exc
+
+
+def _unpremultiply_la(im: Image.Image) -> Image.Image:
+    """'La' (premultiplied) to RGBA, via Pillow's RGBa -> RGBA conversion."""
+    grey, alpha = im.split()
+    return Image.merge("RGBa", (grey, grey, grey, alpha)).convert("RGBA")
+
+
+def _deep_to_8bit(im: Image.Image) -> Image.Image:
+    """16-bit / 32-bit / float grey to L, scaled (not clipped); alpha kept when tRNS says so."""
+    if im.mode.startswith("I;16"):
+        scale, offset = 1 / 256, 0.0  # the 16-bit range maps onto the 8-bit range, as libpng does
+        wide = im.convert("I")
+    else:
+        wide = im if im.mode in ("I", "F") else im.convert("I")
+        lo, hi = wide.getextrema()
+        assert isinstance(lo, int | float) and isinstance(hi, int | float)
+        if wide.mode == "F" and lo >= 0 and hi <= 1:
+            scale, offset = 255.0, 0.0
+        elif lo >= 0 and hi <= 65535 and wide.mode == "I":
+            scale, offset = 1 / 256, 0.0
+        elif hi > lo:  # no conventional range: stretch min..max
+            scale = 255.0 / (hi - lo)
+            offset = -lo * scale
+        else:
+            scale, offset = 0.0, float(max(0.0, min(255.0, lo)))
+    grey = wide.point(lambda v: v * scale + offset).convert("L")
+    if im.has_transparency_data:
+        alpha = im.convert("LA").getchannel("A")  # Pillow derives alpha from the tRNS value
+        return Image.merge("LA", (grey, alpha)).convert("RGBA")
+    return grey
+
+
+# ---------------------------------------------------------------------------------------------- fit
+
+
+def fit_sizes(im: Image.Image, boxes: dict[str, Box]) -> dict[str, Image.Image]:
+    """Fit ``im`` inside each box (aspect kept, never upscaled), largest first, each from a larger one.
+
+    Each size is resampled (LANCZOS) from the smallest already-made image that is at least as large
+    in both dimensions, so no size is derived from one smaller than itself.
+    """
+    targets = {name: _fit(im.size, box) for name, box in boxes.items()}
+    made: list[Image.Image] = [im]
+    result: dict[str, Image.Image] = {}
+    for name in sorted(targets, key=lambda n: targets[n][0] * targets[n][1], reverse=True):
+        tw, th = targets[name]
+        src = min(
+            (m for m in made if m.width >= tw and m.height >= th),
+            key=lambda m: m.width * m.height,
+        )
+        if src.size == (tw, th):
+            result[name] = src
+            continue
+        out = src.resize((tw, th), _RESAMPLE, reducing_gap=_REDUCING_GAP)
+        out.info = dict(im.info)
+        made.append(out)
+        result[name] = out
+    return {name: result[name] for name in boxes}
+
+
+# ------------------------------------------------------------------------------------------- encode
+
+
+def encode(
+    im: Image.Image,
+    fmt: str,
+    *,
+    quality: int,
+    progressive: bool = True,
+    background: tuple[int, int, int] = (255, 255, 255),
+) -> bytes:
+    """Encode as 'jpeg', 'webp' or 'png'; embeds ``im.info['icc_profile']`` if present, never EXIF.
+
+    JPEG has no alpha: transparent pixels are flattened onto ``background``.  WebP and PNG keep alpha.
+    JPEG Huffman tables are always optimized (libjpeg does it for progressive output anyway; for
+    baseline it costs a few percent of encode time and saves ~5-10 % of the bytes).
+    """
+    pil_format = _FORMATS.get(fmt)
+    if pil_format is None:
+        raise ValueError(f"unsupported output format {fmt!r}; expected one of {sorted(_FORMATS)}")
+    icc = im.info.get("icc_profile") or None
+    buf = io.BytesIO()
+    if pil_format == "JPEG":
+        flat = _flatten(im, background)
+        flat.save(
+            buf,
+            "JPEG",
+            quality=quality,
+            progressive=progressive,
+            optimize=True,
+            icc_profile=icc,
+        )
+    elif pil_format == "WEBP":
+        src = im if im.mode in ("RGB", "RGBA") else im.convert("RGBA" if _has_alpha(im) else "RGB")
+        src.save(buf, "WEBP", quality=quality, method=4, icc_profile=icc)
+    else:
+        im.save(buf, "PNG", compress_level=6, icc_profile=icc)
+    return buf.getvalue()
+
+
+def _has_alpha(im: Image.Image) -> bool:
+    return "A" in im.getbands() or "a" in im.getbands() or im.has_transparency_data
+
+
+def _flatten(im: Image.Image, background: tuple[int, int, int]) -> Image.Image:
+    """RGB or L image with any transparency composited onto ``background``."""
+    if im.mode in ("RGB", "L") and not im.has_transparency_data:
+        return im
+    if not _has_alpha(im):
+        return im.convert("RGB")
+    rgba = im if im.mode == "RGBA" else im.convert("RGBA")
+    flat = Image.new("RGB", rgba.size, background)
+    flat.paste(rgba, (0, 0), rgba)
+    return flat
+
+
+# ------------------------------------------------------------------------------------------ pipeline
+
+
+def render_thumbnails(
+    data: bytes,
+    *,
+    boxes: dict[str, Box],
+    formats: list[str],
+    max_pixels: int,
+    jpeg_quality: int = 85,
+    webp_quality: int = 80,
+    progressive: bool = True,
+    background: tuple[int, int, int] = (255, 255, 255),
+) -> dict[tuple[str, str], tuple[bytes, Box]]:
+    """Every (size name, format) for one source, from a single decode.
+
+    Returns ``{(size_name, fmt): (encoded_bytes, (width, height))}``.
+    """
+    if not boxes:
+        return {}
+    for fmt in formats:
+        if fmt not in _FORMATS:
+            raise ValueError(f"unsupported output format {fmt!r}; expected one of {sorted(_FORMATS)}")
+    im = open_image(data, max_pixels=max_pixels)
+    w, h = im.size
+    displayed = (h, w) if _orientation(im) in _SWAPPED_ORIENTATIONS else (w, h)
+    # The box whose fitted size is largest (not simply the largest box) bounds the decode size.
+    biggest = max(boxes.values(), key=lambda b: _area(_fit(displayed, b)))
+    loaded = load_for_box(im, biggest, max_pixels=max_pixels)
+    sized = fit_sizes(loaded, boxes)
+    quality = {"jpeg": jpeg_quality, "webp": webp_quality, "png": 0}
+    return {
+        (name, fmt): (
+            encode(img, fmt, quality=quality[fmt], progressive=progressive, background=background),
+            img.size,
+        )
+        for name, img in sized.items()
+        for fmt in formats
+    }
+
+
+def _area(size: Box) -> int:
+    return size[0] * size[1]

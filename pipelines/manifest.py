@@ -1,0 +1,77 @@
+"""The per-source manifest: written last, in one write, as the commit marker for a source's outputs.
+
+Readers (downstream jobs, people) treat a source's outputs as complete only when its manifest exists;
+S3 Files has no flush API, and outputs reach S3 in about a minute, in no guaranteed order.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import time
+from dataclasses import asdict
+from typing import Any
+
+from pipelines.spec import OutputRecord, SourceInfo
+
+SCHEMA = "media-worker/manifest/v1"
+
+
+def build(
+    source: SourceInfo,
+    *,
+    config_hash: str,
+    pipelines: list[str],
+    outputs: list[OutputRecord],
+    tools: dict[str, str],
+    timings: dict[str, float],
+) -> dict[str, Any]:
+    return {
+        "schema": SCHEMA,
+        "status": "ok",
+        "source": {
+            "path": source.relpath,
+            "size": source.size,
+            "mtime_ns": source.mtime_ns,
+            "version_id": source.version_id,
+            "etag": source.etag,
+        },
+        "config_hash": config_hash,
+        "pipelines": pipelines,
+        "outputs": [asdict(o) for o in outputs],
+        "tools": {"python": platform.python_version(), **tools},
+        "timings": {k: round(v, 4) for k, v in timings.items()},
+        "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+
+
+def encode(manifest: dict[str, Any]) -> bytes:
+    return (json.dumps(manifest, indent=2, ensure_ascii=False) + "\n").encode("utf-8")
+
+
+def decode(data: bytes | None) -> dict[str, Any] | None:
+    """A manifest we can trust, or None (absent, unreadable, another schema)."""
+    if not data:
+        return None
+    try:
+        doc = json.loads(data)
+    except (ValueError, UnicodeDecodeError):
+        return None
+    return doc if isinstance(doc, dict) and doc.get("schema") == SCHEMA else None
+
+
+def is_current(manifest: dict[str, Any] | None, source: SourceInfo, config_hash: str) -> bool:
+    """True when the manifest is for this very source version and this effective config."""
+    if not manifest or manifest.get("status") != "ok" or manifest.get("config_hash") != config_hash:
+        return False
+    src = manifest.get("source") or {}
+    if src.get("path") != source.relpath or src.get("size") != source.size:
+        return False
+    if src.get("mtime_ns") != source.mtime_ns:
+        return False
+    # when both sides know the S3 version / ETag, they must agree too
+    for key in ("version_id", "etag"):
+        ours = getattr(source, key)
+        if ours and src.get(key) and src[key] != ours:
+            return False
+    return True

@@ -1,0 +1,273 @@
+"""The only code that opens workspace files.
+
+The mount I/O contract:
+
+* every path is relative to the workspace root; absolute paths, ``..`` segments, NUL bytes and
+  symlinks that resolve outside the root are refused (:class:`PathError`) before anything is opened;
+* sources are read sequentially and every ``read()`` asks for ``read_block`` bytes (>= 128 KiB,
+  default 1 MiB), so S3 Files serves them straight from S3 rather than its paid cache;
+* outputs are written once at their final path: no temp file, no rename (a rename on S3 Files is a
+  copy plus a delete), parents created as needed, never through a symlink.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import hashlib
+import os
+import stat
+from collections.abc import Iterable, Iterator
+from pathlib import Path, PurePosixPath
+from types import TracebackType
+
+from config.errors import BadInputError, PathError, RetryableError
+from config.layout import MAX_KEY_BYTES
+
+_WRITE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC
+_READ_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC
+
+
+def sort_key(relpath: str) -> tuple[str, ...]:
+    """The order :meth:`Workspace.walk` yields paths in (by path segments)."""
+    return tuple(relpath.split("/"))
+
+
+def clean_relpath(relpath: str) -> str:
+    """Validate a workspace-relative path and return it normalised ('a//b/./c' -> 'a/b/c')."""
+    if not isinstance(relpath, str) or not relpath:
+        raise PathError("empty path")
+    if "\0" in relpath:
+        raise PathError(f"path contains a NUL byte: {relpath!r}")
+    if relpath.startswith("/"):
+        raise PathError(f"absolute path not allowed (paths are relative to the workspace): {relpath!r}")
+    parts = [p for p in relpath.split("/") if p not in ("", ".")]
+    if ".." in parts:
+        raise PathError(f"'..' not allowed in paths: {relpath!r}")
+    if not parts:
+        raise PathError(f"path names the workspace root itself: {relpath!r}")
+    clean = "/".join(parts)
+    if len(clean.encode("utf-8", "surrogateescape")) > MAX_KEY_BYTES:
+        raise PathError(f"path is longer than the S3 key limit of {MAX_KEY_BYTES} bytes: {clean[:60]}…")
+    return clean
+
+
+class OutputFile:
+    """An output being written at its final path; hashes as it goes."""
+
+    def __init__(self, path: Path, relpath: str) -> None:
+        self.path = path
+        self.relpath = relpath
+        self._fd = os.open(path, _WRITE_FLAGS, 0o644)
+        self._sha = hashlib.sha256()
+        self.size = 0
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        view = memoryview(data)
+        self._sha.update(view)
+        while view:
+            n = os.write(self._fd, view)
+            view = view[n:]
+            self.size += n
+
+    @property
+    def sha256(self) -> str:
+        return self._sha.hexdigest()
+
+    def close(self) -> None:
+        if self._fd >= 0:
+            fd, self._fd = self._fd, -1
+            os.close(fd)
+
+    def __enter__(self) -> OutputFile:
+        return self
+
+    def __exit__(
+        self, et: type[BaseException] | None, ev: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+
+class Workspace:
+    """A workspace root (the S3 Files mount) and the rules for touching it."""
+
+    def __init__(self, root: str | os.PathLike[str], *, read_block: int = 1 << 20) -> None:
+        self.root = Path(root)
+        if not self.root.is_dir():
+            raise PathError(f"workspace {self.root} is not a directory (is the S3 Files mount there?)")
+        self.real_root = Path(os.path.realpath(self.root))
+        self.read_block = read_block
+
+    # -- paths -------------------------------------------------------------------------------
+    def _inside(self, real: str) -> bool:
+        root = str(self.real_root)
+        return real == root or real.startswith(root.rstrip("/") + "/")
+
+    def resolve_source(self, relpath: str) -> Path:
+        """Absolute path of an existing regular file inside the workspace."""
+        rel = clean_relpath(relpath)
+        path = self.root / rel
+        real = os.path.realpath(path)
+        if not self._inside(real):
+            raise PathError(f"{rel} resolves outside the workspace (symlink to {real})")
+        return path
+
+    def resolve_output(self, relpath: str) -> Path:
+        """Absolute final path for an output; creates its parent folders inside the workspace."""
+        rel = clean_relpath(relpath)
+        cur = self.root
+        for part in PurePosixPath(rel).parts[:-1]:
+            cur = cur / part
+            try:
+                st = os.lstat(cur)
+            except FileNotFoundError:
+                with contextlib.suppress(FileExistsError):  # another worker made it meanwhile
+                    os.mkdir(cur, 0o755)
+                st = os.lstat(cur)
+            if stat.S_ISLNK(st.st_mode):
+                real = os.path.realpath(cur)
+                if not self._inside(real):
+                    raise PathError(
+                        f"output folder {cur.relative_to(self.root)} is a symlink out of the workspace"
+                    )
+                st = os.stat(cur)
+            if not stat.S_ISDIR(st.st_mode):
+                raise PathError(f"output folder {cur.relative_to(self.root)} exists and is not a folder")
+        final = self.root / rel
+        if os.path.islink(final):
+            raise PathError(f"output path {rel} is a symlink; refusing to write through it")
+        return final
+
+    def relpath(self, path: Path) -> str:
+        return path.relative_to(self.root).as_posix()
+
+    def stat_source(self, relpath: str) -> os.stat_result:
+        """stat() a source (follows in-workspace symlinks) without opening it."""
+        path = self.resolve_source(relpath)
+        try:
+            st = os.stat(path)
+        except FileNotFoundError:
+            raise BadInputError(f"{relpath}: no such file in the workspace") from None
+        if not stat.S_ISREG(st.st_mode):
+            raise BadInputError(f"{relpath}: not a regular file")
+        return st
+
+    def walk(self, relpath: str) -> Iterator[str]:
+        """Files under a folder (or the file itself), in a stable (sorted) order; symlinked folders are
+        not followed."""
+        rel = "" if relpath in ("", ".", "./") else clean_relpath(relpath)
+        base = self.resolve_source(rel) if rel else self.root
+        if base.is_file():
+            yield rel
+            return
+        if not base.is_dir():
+            raise BadInputError(f"{relpath}: no such file or folder in the workspace")
+        # depth-first in name order: the order of sort_key(), so a cursor can resume a walk
+        stack = [iter(self._sorted_entries(base))]
+        while stack:
+            entry = next(stack[-1], None)
+            if entry is None:
+                stack.pop()
+            elif entry.is_dir(follow_symlinks=False):
+                stack.append(iter(self._sorted_entries(Path(entry.path))))
+            elif entry.is_file():
+                yield self.relpath(Path(entry.path))
+
+    @staticmethod
+    def _sorted_entries(folder: Path) -> list[os.DirEntry[str]]:
+        with os.scandir(folder) as it:
+            return sorted(it, key=lambda e: e.name)
+
+    # -- reading -----------------------------------------------------------------------------
+    def read_source(
+        self, relpath: str, *, expected_size: int | None = None, max_bytes: int | None = None
+    ) -> bytes:
+        """Read a whole source sequentially; every read() asks for exactly ``read_block`` bytes."""
+        path = self.resolve_source(relpath)
+        try:
+            fd = os.open(path, _READ_FLAGS)
+        except FileNotFoundError:
+            raise BadInputError(f"{relpath}: no such file in the workspace") from None
+        except OSError as exc:
+            if exc.errno == errno.ELOOP:  # final component is an in-workspace symlink: already checked
+                fd = os.open(os.path.realpath(path), _READ_FLAGS)
+            else:
+                raise BadInputError(f"{relpath}: cannot open: {exc.strerror}") from None
+        with open(fd, "rb", buffering=0, closefd=True) as raw:
+            size = os.fstat(fd).st_size
+            if max_bytes is not None and size > max_bytes:
+                raise BadInputError(f"{relpath}: {size} bytes is over the limit of {max_bytes} bytes")
+            if hasattr(os, "posix_fadvise"):
+                os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_SEQUENTIAL)
+            block = self.read_block
+            # room for the whole file plus one full block, so every read can ask for `block` bytes
+            buf = bytearray((size // block + 1) * block + block)
+            view = memoryview(buf)
+            total = 0
+            while True:
+                if total + block > len(buf):
+                    buf.extend(bytes(block * 4))
+                    view.release()
+                    view = memoryview(buf)
+                n = raw.readinto(view[total : total + block])
+                if not n:
+                    break
+                total += n
+                if max_bytes is not None and total > max_bytes:
+                    raise BadInputError(f"{relpath}: grew over the limit of {max_bytes} bytes while reading")
+            view.release()
+        if expected_size is not None and total != expected_size:
+            raise RetryableError(
+                f"{relpath}: read {total} bytes, expected {expected_size}; it changed while reading"
+            )
+        del buf[total:]
+        return bytes(buf)
+
+    def hash_file(self, relpath: str) -> tuple[int, str]:
+        """(size, sha256) of a workspace file, read with ``read_block`` reads."""
+        sha = hashlib.sha256()
+        size = 0
+        path = self.root / clean_relpath(relpath)
+        block = bytearray(self.read_block)
+        view = memoryview(block)
+        with open(path, "rb", buffering=0) as raw:
+            while n := raw.readinto(view):
+                sha.update(view[:n])
+                size += n
+        return size, sha.hexdigest()
+
+    # -- writing -----------------------------------------------------------------------------
+    def open_output(self, relpath: str) -> OutputFile:
+        path = self.resolve_output(relpath)
+        try:
+            return OutputFile(path, clean_relpath(relpath))
+        except OSError as exc:
+            if exc.errno == errno.ELOOP:
+                raise PathError(f"output path {relpath} is a symlink; refusing to write through it") from None
+            raise
+
+    def write_file(self, relpath: str, data: bytes) -> OutputFile:
+        """Write a small file at its final path with one write() (the manifest)."""
+        with self.open_output(relpath) as out:
+            out.write(data)
+        return out
+
+    def read_small(self, relpath: str, limit: int = 16 << 20) -> bytes | None:
+        """Read a small workspace file we wrote (a manifest); None if absent."""
+        try:
+            path = self.resolve_source(relpath)
+            with open(path, "rb", buffering=0) as f:
+                return f.read(limit)
+        except (FileNotFoundError, NotADirectoryError, IsADirectoryError, PathError):
+            return None
+
+    def remove(self, relpaths: Iterable[str]) -> list[str]:
+        """Delete files we wrote (partial outputs of a failed job); returns what was removed."""
+        removed = []
+        for rel in relpaths:
+            try:
+                os.unlink(self.root / clean_relpath(rel))
+                removed.append(rel)
+            except FileNotFoundError:
+                pass
+        return removed

@@ -1,0 +1,79 @@
+"""Pipeline discovery: built-ins and third-party pipelines load the same way, from entry points.
+
+A pipeline that fails to import is logged and listed as unavailable, never fatal.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from importlib.metadata import EntryPoint, entry_points
+
+from config.errors import MediaWorkerError, MissingDependencyError
+from config.settings import Settings
+from pipelines.spec import Pipeline
+
+GROUP = "media_worker.pipelines"
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Registry:
+    """Loaded pipelines by name, and the ones that could not be loaded (name -> reason)."""
+
+    pipelines: dict[str, Pipeline] = field(default_factory=dict)
+    unavailable: dict[str, str] = field(default_factory=dict)
+    origins: dict[str, str] = field(default_factory=dict)
+    _checked: dict[str, MediaWorkerError | None] = field(default_factory=dict)
+
+    def get(self, name: str) -> Pipeline | None:
+        return self.pipelines.get(name)
+
+    def why_unavailable(self, name: str) -> str:
+        return self.unavailable.get(name, "no pipeline of that name is installed")
+
+    def check(self, name: str, settings: Settings) -> None:
+        """Run the pipeline's dependency check once per process; re-raise its error afterwards."""
+        if name not in self._checked:
+            try:
+                self.pipelines[name].check(settings)
+                self._checked[name] = None
+            except MediaWorkerError as exc:
+                self._checked[name] = exc
+        err = self._checked[name]
+        if err is not None:
+            raise err
+
+    def register(self, pipeline: Pipeline, origin: str = "") -> None:
+        name = pipeline.name
+        if name in self.pipelines:
+            log.warning(
+                "pipeline %r from %s ignored: %s already provides it", name, origin, self.origins[name]
+            )
+            return
+        self.pipelines[name] = pipeline
+        self.origins[name] = origin
+
+
+def _load(ep: EntryPoint) -> Pipeline:
+    obj = ep.load()
+    pipeline = obj() if isinstance(obj, type) else obj
+    if not isinstance(pipeline, Pipeline):
+        raise TypeError(f"{ep.value} is not a pipelines.spec.Pipeline")
+    if pipeline.name != ep.name:
+        raise TypeError(f"entry point {ep.name!r} loads a pipeline named {pipeline.name!r}")
+    return pipeline
+
+
+def load_registry(group: str = GROUP) -> Registry:
+    """Load every pipeline registered under the entry-point group, in name order."""
+    reg = Registry()
+    for ep in sorted(entry_points(group=group), key=lambda e: (e.name, e.value)):
+        try:
+            reg.register(_load(ep), origin=f"{ep.value} ({ep.dist.name if ep.dist else '?'})")
+        except MissingDependencyError as exc:
+            reg.unavailable.setdefault(ep.name, str(exc))
+        except Exception as exc:  # a broken plug-in must not take the worker down
+            log.warning("pipeline %r (%s) failed to load: %s: %s", ep.name, ep.value, type(exc).__name__, exc)
+            reg.unavailable.setdefault(ep.name, f"failed to load {ep.value}: {type(exc).__name__}: {exc}")
+    return reg

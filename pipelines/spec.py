@@ -1,0 +1,135 @@
+"""The pipeline plug-in spec: what a pipeline is, what it is given, and who calls what.
+
+Built-in and third-party pipelines are classes registered under the entry-point group
+``media_worker.pipelines`` (see :mod:`pipelines.registry`)::
+
+    [project.entry-points."media_worker.pipelines"]
+    watermark = "my_package.watermark:WatermarkPipeline"
+
+A pipeline knows nothing of events, Lambda or the CLI.  It never opens workspace files itself:
+it reads the source through :class:`Job` (sequential reads of ``read_block_bytes``) and writes
+each output once, at its final path, through :class:`Job`.
+"""
+
+from __future__ import annotations
+
+import time
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+from typing import Any, ClassVar, Protocol
+
+from config.errors import JobTimeoutError
+from config.settings import Settings
+
+
+@dataclass(frozen=True)
+class SourceInfo:
+    """A source file on the workspace, identified without opening it."""
+
+    relpath: str
+    size: int
+    mtime_ns: int
+    version_id: str | None = None  # from the S3 event, when the caller knows it
+    etag: str | None = None
+
+    @property
+    def suffix(self) -> str:
+        """Lower-case extension without the dot ('' if none)."""
+        return PurePosixPath(self.relpath).suffix[1:].lower()
+
+
+@dataclass(frozen=True)
+class PlannedOutput:
+    """One output a pipeline may write for a source."""
+
+    variant: str
+    ext: str
+    media_type: str
+
+
+@dataclass
+class OutputRecord:
+    """One output written for a source (goes into the manifest)."""
+
+    path: str
+    size: int
+    sha256: str
+    pipeline: str
+    variant: str
+    media_type: str
+    meta: dict[str, Any] = field(default_factory=dict)
+
+
+class Job(Protocol):
+    """What a pipeline's :meth:`Pipeline.run` is given (implemented by the engine)."""
+
+    source: SourceInfo
+    settings: Settings
+    deadline: float | None  # time.monotonic() value; None = no limit
+
+    @property
+    def scratch_dir(self) -> Path:
+        """A local folder for this job (never on the workspace), removed when the job ends."""
+        ...
+
+    def read_source(self) -> bytes:
+        """The whole source, read once with sequential >= 1 MiB reads (cached for later pipelines)."""
+        ...
+
+    def source_path(self) -> Path:
+        """Absolute path of the source, for a tool that reads it itself with large reads."""
+        ...
+
+    def write_output(
+        self, pipeline: str, variant: str, data: bytes, *, ext: str | None = None, **meta: Any
+    ) -> OutputRecord:
+        """Write one planned output at its final path (no temp file, no rename).  ``ext`` picks
+        among planned outputs that share a variant name (e.g. one size in two formats)."""
+        ...
+
+    def output_path(self, pipeline: str, variant: str, *, ext: str | None = None) -> Path:
+        """Final path for a tool that writes a planned output itself; recorded for the manifest."""
+        ...
+
+
+class Pipeline(ABC):
+    """Base class for pipelines.  The engine calls, per source, in this order:
+
+    1. :meth:`accepts` - without opening the source; ``True``, or ``False``/a reason to skip it.
+    2. :meth:`check` - once per process, before the first run; raises ``MissingDependencyError``.
+    3. :meth:`plan` - the outputs it may write; the engine renders and validates their paths.
+    4. :meth:`run` - does the work through the :class:`Job`; raises ``MediaWorkerError`` subclasses.
+    """
+
+    name: ClassVar[str]
+    version: ClassVar[str] = "1"  # bump when outputs change for the same settings
+    description: ClassVar[str] = ""
+
+    def accepts(self, source: SourceInfo, settings: Settings) -> bool | str:
+        return True
+
+    def check(self, settings: Settings) -> None:  # noqa: B027 - optional hook
+        """Raise MissingDependencyError if a program or library is missing."""
+
+    def tool_versions(self) -> dict[str, str]:
+        """Versions of the libraries/programs this pipeline uses (recorded in the manifest)."""
+        return {}
+
+    def settings_fingerprint(self, settings: Settings) -> Any:
+        """The part of the settings that changes this pipeline's outputs (hashed into the manifest)."""
+        return settings.plugins.get(self.name, {})
+
+    @abstractmethod
+    def plan(self, source: SourceInfo, settings: Settings) -> list[PlannedOutput]:
+        """Every output this pipeline may write for ``source``."""
+
+    @abstractmethod
+    def run(self, job: Job) -> None:
+        """Produce the planned outputs through ``job``."""
+
+
+def check_deadline(job: Job, what: str) -> None:
+    """Raise JobTimeoutError when the job's deadline has passed."""
+    if job.deadline is not None and time.monotonic() >= job.deadline:
+        raise JobTimeoutError(f"deadline reached before {what}")

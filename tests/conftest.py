@@ -1,0 +1,60 @@
+"""Shared fixtures: a scratch workspace, the CLI as a subprocess, the shared corpus."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SAMPLES = REPO / "sample_media"
+CORPUS = REPO.parent / "shared" / "corpus"
+
+
+@pytest.fixture
+def corpus() -> Path:
+    if not CORPUS.is_dir():
+        pytest.skip(f"shared corpus not found at {CORPUS} (it lives beside the repo as ../shared/corpus)")
+    return CORPUS
+
+
+@pytest.fixture
+def workspace(tmp_path: Path) -> Path:
+    ws = tmp_path / "ws"
+    ws.mkdir()
+    return ws
+
+
+def add_samples(ws: Path, *names: str, folder: str = "in") -> list[str]:
+    """Copy sample_media files into the workspace; returns their relative paths."""
+    (ws / folder).mkdir(parents=True, exist_ok=True)
+    rels = []
+    for name in names:
+        shutil.copy(SAMPLES / name, ws / folder / name)
+        rels.append(f"{folder}/{name}")
+    return rels
+
+
+def cli_env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MEDIA_WORKER_")}
+    env.update(extra)
+    return env
+
+
+def run_cli(
+    *args: str, env: dict[str, str] | None = None, prefix: list[str] | None = None, cwd: Path | None = None
+) -> subprocess.CompletedProcess[str]:
+    cmd = [*(prefix or []), sys.executable, "-m", "handlers.cli", *args]
+    return subprocess.run(
+        cmd, capture_output=True, text=True, env=env or cli_env(), cwd=cwd or REPO, timeout=600
+    )
+
+
+def json_lines(stdout: str) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in stdout.splitlines() if line.startswith("{")]
