@@ -14,7 +14,7 @@ import os
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -22,10 +22,14 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from config.aws import AwsSettings
+from config.base import Section
 from config.errors import ConfigError
 from config.layout import Layout
+from config.ocr import OcrSettings
 from config.rules import Rule
 from config.sync import SyncSettings
+from config.transcode import TranscodeSettings
 
 MIB = 1 << 20
 MIN_READ_BLOCK = (
@@ -54,11 +58,7 @@ AUDIO_GLOBS = ["*.mp3", "*.m4a", "*.aac", "*.wav", "*.flac", "*.ogg", "*.oga", "
 DOCUMENT_GLOBS = ["*.pdf"]
 
 
-class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class ThumbnailSettings(_Section):
+class ThumbnailSettings(Section):
     """Image thumbnails (Pillow)."""
 
     sizes: dict[str, tuple[int, int]] = Field(
@@ -94,8 +94,11 @@ class ThumbnailSettings(_Section):
             raise ValueError("give one or more distinct formats")
         return v
 
+    def planned_variants(self) -> dict[str, list[tuple[str, str]]]:
+        return {"thumbnails": [(size, _ext(fmt)) for size in self.sizes for fmt in self.formats]}
 
-class LimitSettings(_Section):
+
+class LimitSettings(Section):
     """Per-file limits: over a limit is a clean per-file failure."""
 
     max_image_pixels: int = Field(
@@ -149,6 +152,9 @@ class Settings(BaseSettings):
     layout: Layout = Field(default_factory=Layout, description="Where outputs and manifests are written.")
     thumbnails: ThumbnailSettings = Field(default_factory=ThumbnailSettings)
     limits: LimitSettings = Field(default_factory=LimitSettings)
+    transcode: TranscodeSettings = Field(default_factory=TranscodeSettings)
+    ocr: OcrSettings = Field(default_factory=OcrSettings)
+    aws: AwsSettings = Field(default_factory=AwsSettings, description="Lambda adapters.")
     sync: SyncSettings = Field(default_factory=SyncSettings, description="S3 Files synchronization settings.")
     plugins: dict[str, dict[str, Any]] = Field(
         default_factory=dict, description="Free-form settings for third-party pipelines, by pipeline name."
@@ -178,12 +184,12 @@ class Settings(BaseSettings):
         return [r for r in self.rules if r.enabled]
 
     def _planned_variants(self) -> dict[str, list[tuple[str, str]]]:
-        """(variant, extension) pairs each built-in pipeline can write, for layout checks."""
-        variants: dict[str, list[tuple[str, str]]] = {
-            "thumbnails": [
-                (size, _ext(fmt)) for size in self.thumbnails.sizes for fmt in self.thumbnails.formats
-            ]
-        }
+        """(variant, extension) pairs each configured pipeline can write, for layout checks."""
+        variants: dict[str, list[tuple[str, str]]] = {}
+        for name in type(self).model_fields:
+            section = getattr(self, name)
+            if isinstance(section, Section):
+                variants.update(section.planned_variants())
         return variants
 
     def fingerprint(self, section: BaseModel | dict[str, Any] | None) -> str:

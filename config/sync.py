@@ -51,6 +51,13 @@ class SyncSettings(BaseModel):
     import_rules: list[ImportRule] = Field(
         default_factory=lambda: [ImportRule()], min_length=1, max_length=10
     )
+    visibility_wait_seconds: float = Field(
+        default=10.0,
+        ge=0,
+        le=900,
+        description="How long an event-driven job waits for the event's object to appear on the mount "
+        "(within its deadline) before failing as retryable.",
+    )
 
     @field_validator("file_system_id")
     @classmethod

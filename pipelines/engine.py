@@ -12,15 +12,16 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 import shutil
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from config.errors import ConfigError, JobTimeoutError, MediaWorkerError, RetryableError
+from config.errors import BadInputError, ConfigError, JobTimeoutError, MediaWorkerError, RetryableError
 from config.rules import select_pipelines
 from config.settings import Settings
 from pipelines import manifest
@@ -30,6 +31,7 @@ from pipelines.spec import OutputRecord, Pipeline, PlannedOutput, SourceInfo
 
 log = logging.getLogger("media_worker")
 Status = Literal["ok", "skipped", "failed", "timeout"]
+ProgressCallback = Callable[[str, str, float, str], None]  # (source, pipeline, fraction 0-1, message)
 VERSION = "0.1.0"
 
 
@@ -89,6 +91,7 @@ class _Job:
         default_factory=list
     )  # (pipeline, planned, rel)
     bytes_read: int = 0
+    progress: ProgressCallback | None = None
     _data: bytes | None = None
     _scratch: Path | None = None
 
@@ -110,6 +113,10 @@ class _Job:
 
     def source_path(self) -> Path:
         return self.ws.resolve_source(self.source.relpath)
+
+    def report_progress(self, pipeline: str, fraction: float, message: str = "") -> None:
+        if self.progress is not None:
+            self.progress(self.source.relpath, pipeline, min(max(fraction, 0.0), 1.0), message)
 
     def _target(self, pipeline: str, variant: str, ext: str | None) -> tuple[str, PlannedOutput]:
         found = [
@@ -199,13 +206,19 @@ class Engine:
         pipelines: Sequence[str] | None = None,
         meta: SourceMeta | None = None,
         deadline: float | None = None,
+        progress: ProgressCallback | None = None,
     ) -> SourceResult:
-        """Process one source; never raises for a per-file problem."""
+        """Process one source; never raises for a per-file problem.
+
+        ``meta`` comes from an S3 event: the source must then match its size (waiting up to
+        ``sync.visibility_wait_seconds`` for S3 Files to import it), or the result is retryable.
+        ``deadline`` is a ``time.monotonic()`` value; past it the job stops with status "timeout".
+        """
         t0 = time.monotonic()
         result = SourceResult(source=relpath, status="failed")
         started: list[_Job] = []  # the job, once created, so a failure can clean it up
         try:
-            self._process(relpath, pipelines, meta or SourceMeta(), deadline, result, started)
+            self._process(relpath, pipelines, meta, deadline, result, started, progress)
         except MediaWorkerError as exc:
             result.status = "timeout" if isinstance(exc, JobTimeoutError) else "failed"
             result.error, result.error_kind, result.retryable = str(exc), exc.kind, exc.retryable
@@ -225,10 +238,11 @@ class Engine:
         self,
         relpath: str,
         names: Sequence[str] | None,
-        meta: SourceMeta,
+        meta: SourceMeta | None,
         deadline: float | None,
         result: SourceResult,
         started: list[_Job],
+        progress: ProgressCallback | None,
     ) -> None:
         settings, layout = self.settings, self.settings.layout
         rel = result.source = clean_relpath(relpath)
@@ -236,13 +250,10 @@ class Engine:
             result.status, result.reason = "skipped", "this path is an output of the configured layout"
             return
         chosen, reasons = self.choose(rel, names)
-        st = self.ws.stat_source(rel)
+        st = self._wait_until_visible(rel, meta, deadline)
+        meta = meta or SourceMeta()
         source = SourceInfo(rel, st.st_size, st.st_mtime_ns, meta.version_id, meta.etag)
         result.source_bytes = st.st_size
-        if meta.size is not None and meta.size != st.st_size:
-            raise RetryableError(
-                f"{rel}: {st.st_size} bytes on the mount, {meta.size} in the event: not synced yet"
-            )
         accepted = []
         for p in chosen:
             verdict = p.accepts(source, settings)
@@ -270,7 +281,7 @@ class Engine:
             self.registry.check(p.name, settings)
         # the old manifest no longer describes what is about to be written
         self.ws.remove([manifest_rel])
-        job = _Job(self.ws, source, settings, deadline, planned)
+        job = _Job(self.ws, source, settings, deadline, planned, progress=progress)
         started.append(job)
         timings: dict[str, float] = {}
         for p in accepted:
@@ -297,6 +308,32 @@ class Engine:
         result.output_bytes = sum(o.size for o in job.written)
         if reasons:
             result.reason = "; ".join(reasons)
+
+    def _wait_until_visible(
+        self, rel: str, meta: SourceMeta | None, deadline: float | None
+    ) -> os.stat_result:
+        """stat() the source; for event-driven jobs wait briefly for S3 Files to show the event's version.
+
+        An upload event can arrive before the object is visible on the mount (S3 Files imports
+        changes made through the S3 API within seconds, sometimes a minute or more).  That is
+        retryable, never a permanent failure, and an older version is never processed.
+        """
+        if meta is None:
+            return self.ws.stat_source(rel)
+        limit = time.monotonic() + self.settings.sync.visibility_wait_seconds
+        if deadline is not None:
+            limit = min(limit, deadline)
+        while True:
+            try:
+                st = self.ws.stat_source(rel)
+                if meta.size is None or st.st_size == meta.size:
+                    return st
+                why = f"{st.st_size} bytes on the mount, {meta.size} in the event"
+            except BadInputError:  # not there (yet)
+                why = "not on the mount"
+            if time.monotonic() + 0.5 > limit:
+                raise RetryableError(f"{rel}: {why}; S3 Files has not synced this version yet, retry later")
+            time.sleep(0.5)
 
     def _plan(
         self, source: SourceInfo, pipelines: Sequence[Pipeline], manifest_rel: str

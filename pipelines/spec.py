@@ -81,6 +81,10 @@ class Job(Protocol):
         """Absolute path of the source, for a tool that reads it itself with large reads."""
         ...
 
+    def report_progress(self, pipeline: str, fraction: float, message: str = "") -> None:
+        """Tell the caller how far this pipeline is (0.0-1.0); the CLI draws it, Lambda logs it."""
+        ...
+
     def write_output(
         self, pipeline: str, variant: str, data: bytes, *, ext: str | None = None, **meta: Any
     ) -> OutputRecord:

@@ -1,0 +1,73 @@
+"""Engine behaviour that the CLI does not reach: event metadata, sync lag, deadlines, progress."""
+
+from __future__ import annotations
+
+import shutil
+import threading
+import time
+from pathlib import Path
+
+from conftest import SAMPLES
+
+from config.settings import load_settings
+from pipelines.engine import Engine, SourceMeta
+
+
+def engine_for(ws: Path, **overrides: object) -> Engine:
+    return Engine(load_settings(None, workspace=ws, **overrides))
+
+
+def test_event_for_a_file_not_yet_on_the_mount_is_retryable(workspace: Path) -> None:
+    eng = engine_for(workspace, sync={"visibility_wait_seconds": 0.6})
+    t0 = time.monotonic()
+    res = eng.process("in/late.jpg", meta=SourceMeta(size=123, version_id="v1"))
+    assert res.status == "failed" and res.retryable and "not on the mount" in (res.error or "")
+    assert time.monotonic() - t0 >= 0.5  # it waited before giving up
+    assert not (workspace / "processed").exists()
+
+
+def test_event_size_mismatch_is_retryable_never_an_older_version(workspace: Path) -> None:
+    (workspace / "in").mkdir()
+    shutil.copy(SAMPLES / "logo.png", workspace / "in/logo.png")
+    size = (workspace / "in/logo.png").stat().st_size
+    eng = engine_for(workspace, sync={"visibility_wait_seconds": 0})
+    res = eng.process("in/logo.png", meta=SourceMeta(size=size + 1))
+    assert res.status == "failed" and res.retryable and "in the event" in (res.error or "")
+    assert not (workspace / "processed").exists()
+
+
+def test_event_waits_for_the_object_to_appear(workspace: Path) -> None:
+    (workspace / "in").mkdir()
+    data = (SAMPLES / "logo.png").read_bytes()
+
+    def upload_later() -> None:
+        time.sleep(0.7)
+        (workspace / "in/logo.png").write_bytes(data)
+
+    threading.Thread(target=upload_later).start()
+    eng = engine_for(workspace, sync={"visibility_wait_seconds": 10})
+    res = eng.process(
+        "in/logo.png", meta=SourceMeta(size=len(data), version_id="3HL4kqtJlcpXroDTDmJ", etag="abc")
+    )
+    assert res.status == "ok", res
+    manifest = (workspace / res.manifest).read_text() if res.manifest else ""
+    assert '"version_id": "3HL4kqtJlcpXroDTDmJ"' in manifest and '"etag": "abc"' in manifest
+
+
+def test_deadline_gives_timeout_without_outputs_or_manifest(workspace: Path) -> None:
+    (workspace / "in").mkdir()
+    shutil.copy(SAMPLES / "photo.jpg", workspace / "in/photo.jpg")
+    res = engine_for(workspace).process("in/photo.jpg", deadline=time.monotonic() - 1)
+    assert res.status == "timeout" and res.retryable
+    assert [p.name for p in workspace.rglob("*") if p.is_file()] == ["photo.jpg"]
+
+
+def test_manifest_identity_includes_event_version(workspace: Path) -> None:
+    (workspace / "in").mkdir()
+    shutil.copy(SAMPLES / "logo.png", workspace / "in/logo.png")
+    size = (workspace / "in/logo.png").stat().st_size
+    eng = engine_for(workspace)
+    assert eng.process("in/logo.png", meta=SourceMeta(size=size, version_id="v1")).status == "ok"
+    assert eng.process("in/logo.png", meta=SourceMeta(size=size, version_id="v1")).status == "skipped"
+    # same bytes on the mount but the event names another S3 version: processed again
+    assert eng.process("in/logo.png", meta=SourceMeta(size=size, version_id="v2")).status == "ok"
