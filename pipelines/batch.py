@@ -6,6 +6,7 @@ import multiprocessing
 import os
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
 
 from config.settings import Settings
 from pipelines.engine import Engine, SourceResult
@@ -59,31 +60,61 @@ def run_many(
             if on_result:
                 on_result(res)
         return [results[r] for r in sources]
+    remaining = list(sources)
+    while remaining:
+        suspects, remaining = _pool_run(settings, remaining, pipelines, n, results, on_result)
+        # a worker died (OOM kill, a codec segfault) and took the pool down: retry the sources that
+        # were in flight one at a time, each in a fresh process, so only the culprit fails
+        for rel in suspects:
+            crashed, _ = _pool_run(settings, [rel], pipelines, 1, results, on_result)
+            if crashed:
+                res = SourceResult(
+                    source=rel,
+                    status="failed",
+                    error_kind="crash",
+                    error="the worker process died while processing this file (killed or crashed)",
+                )
+                results[rel] = res
+                if on_result:
+                    on_result(res)
+    return [results[r] for r in sources]
+
+
+def _pool_run(
+    settings: Settings,
+    sources: list[str],
+    pipelines: Sequence[str] | None,
+    n: int,
+    results: dict[str, SourceResult],
+    on_result: Callable[[SourceResult], None] | None,
+) -> tuple[list[str], list[str]]:
+    """Run ``sources`` in a pool of ``n``.  If the pool breaks, returns (sources in flight, sources
+    not started); otherwise two empty lists."""
     ctx = multiprocessing.get_context("forkserver")
+    todo = iter(sources)
+    in_flight: list[str] = []
     with ProcessPoolExecutor(
         max_workers=n, mp_context=ctx, initializer=_init_worker, initargs=(settings,)
     ) as pool:
         pending: dict[Future[SourceResult], str] = {}
-        todo = iter(sources)
-        # keep the queue short so a huge prefix is not submitted all at once
-        for rel in todo:
-            pending[pool.submit(_work, rel, pipelines)] = rel
-            if len(pending) >= 2 * n:
-                break
-        while pending:
+        while True:
+            for rel in todo:  # keep the queue short so a huge prefix is not submitted all at once
+                pending[pool.submit(_work, rel, pipelines)] = rel
+                if len(pending) >= 2 * n:
+                    break
+            if not pending:
+                return [], []
             done, _ = wait(pending, return_when=FIRST_COMPLETED)
             for fut in done:
                 rel = pending.pop(fut)
                 try:
                     res = fut.result()
-                except Exception as exc:  # the worker process died (OOM kill, segfault in a codec)
-                    res = SourceResult(
-                        source=rel, status="failed", error=f"worker crashed: {exc!r}", error_kind="crash"
-                    )
+                except BrokenProcessPool:
+                    in_flight.append(rel)
+                    continue
                 results[rel] = res
                 if on_result:
                     on_result(res)
-                nxt = next(todo, None)
-                if nxt is not None:
-                    pending[pool.submit(_work, nxt, pipelines)] = nxt
-    return [results[r] for r in sources]
+            if in_flight:
+                in_flight.extend(pending.values())
+                return in_flight, list(todo)

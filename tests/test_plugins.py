@@ -78,3 +78,15 @@ def test_failing_plugin_leaves_no_partial_outputs(plugin_site: Path, workspace: 
     assert sorted(p.relative_to(workspace).as_posix() for p in workspace.rglob("*") if p.is_file()) == [
         "a.txt"
     ]
+
+
+def test_a_worker_crash_fails_only_that_file(plugin_site: Path, workspace: Path) -> None:
+    for name, text in (("a.txt", "a b"), ("b.txt", "CRASH now"), ("c.txt", "c"), ("d.txt", "d d d")):
+        (workspace / name).write_text(text)
+    env = cli_env(PYTHONPATH=str(plugin_site))
+    res = run_cli("run", "-w", str(workspace), "-p", "wordcount", "--json", "--workers", "2", ".", env=env)
+    assert res.returncode == 1
+    by_src = {r["source"]: r for r in json_lines(res.stdout)}
+    assert sorted(by_src) == ["a.txt", "b.txt", "c.txt", "d.txt"]
+    assert by_src["b.txt"]["status"] == "failed" and by_src["b.txt"]["error_kind"] == "crash"
+    assert all(by_src[n]["status"] == "ok" for n in ("a.txt", "c.txt", "d.txt"))
