@@ -53,6 +53,7 @@ _EXIF_ERRORS: tuple[type[BaseException], ...] = (*_DECODE_ERRORS, KeyError, Type
 _RESAMPLE = Image.Resampling.BICUBIC
 _REDUCING_GAP = 3.0  # box-reduce first only beyond 3x the target: indistinguishable from a plain resample
 _FORMATS = {"jpeg": "JPEG", "webp": "WEBP", "png": "PNG"}
+_PILLOW_MAX_PIXELS = Image.MAX_IMAGE_PIXELS or 89_478_485
 _SRGB = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB"))
 _BOMB_PIXELS = re.compile(r"\((\d+) pixels\)")
 
@@ -66,11 +67,13 @@ def open_image(data: bytes, *, max_pixels: int) -> Image.Image:
     """Identify ``data`` and read its header only; the first frame of animations and multi-page files.
 
     Raises ``BadInputError`` for unknown or corrupt data and when width * height > ``max_pixels``
-    (checked before any pixel is decoded).  Pillow's own bomb limit (2 x ``Image.MAX_IMAGE_PIXELS``)
-    still applies on top; its warning for images between 1x and 2x that limit is left to our check.
+    (checked before any pixel is decoded).  Pillow's own check still fires inside ``open`` for images
+    over twice its limit, which is raised to ``max_pixels`` when that is higher.
     """
     if not data:
         raise BadInputError("empty file")
+    # Pillow's own bomb check (an error above 2x this) must not cap a higher limit of ours
+    Image.MAX_IMAGE_PIXELS = max(max_pixels, _PILLOW_MAX_PIXELS)
     Image.init()
     formats = [f for f in _OPEN_FORMATS if f in Image.OPEN]
     try:

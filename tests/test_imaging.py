@@ -457,3 +457,12 @@ def test_exif_is_not_copied_into_thumbnails() -> None:
     data = _photo((400, 300), exif=exif.tobytes())
     for (_, fmt), (blob, _) in render(data).items():
         assert not reopen(blob).getexif(), fmt
+
+
+def test_a_limit_above_pillows_own_is_honoured() -> None:
+    """Pillow refuses > 179 Mpx by itself; a configured limit of 300 Mpx must let a 210 Mpx header through."""
+    ihdr = (15000).to_bytes(4, "big") + (14000).to_bytes(4, "big") + bytes([8, 0, 0, 0, 0])
+    data = b"\x89PNG\r\n\x1a\n" + _png_chunk(b"IHDR", ihdr) + _png_chunk(b"IEND", b"")
+    assert open_image(data, max_pixels=300_000_000).size == (15000, 14000)
+    with pytest.raises(BadInputError, match="over the limit"):
+        open_image(data, max_pixels=200_000_000)
