@@ -213,7 +213,7 @@ def demo(
     table = Table(title=f"outputs in {ws}")
     table.add_column("source")
     table.add_column("status")
-    table.add_column("outputs / reason")
+    table.add_column("outputs / reason", overflow="fold")
     for r in results:
         detail = "\n".join(r.outputs) if r.outputs else (r.error or r.reason or "")
         table.add_row(r.source, r.status, detail)
