@@ -91,16 +91,19 @@ def normalise(rendered: str) -> str:
     return path
 
 
-def _template_regex(template: str) -> re.Pattern[str]:
-    """A regex matching any path this template can render."""
-    out = []
-    for literal, field, _, _ in string.Formatter().parse(template):
-        out.append(re.escape(literal))
-        if field is not None:
-            out.append("(?:.*)" if field == "dir" else "[^/]*")
-    # empty segments are dropped when rendering, so let '/' runs collapse
-    pattern = "".join(out).replace("/", "/*")
-    return re.compile(r"/*" + pattern + r"/*\Z")
+def _template_regex(template: str, pipelines: Iterable[str] = ()) -> re.Pattern[str]:
+    """A regex matching any path this template can render ({dir} may be empty, other fields not;
+    {pipeline} is one of ``pipelines`` when they are given)."""
+    names = "|".join(re.escape(p) for p in sorted(pipelines)) or "[^/]+"
+    chunks = []
+    for piece in template.split("{dir}/"):
+        out = []
+        for literal, field, _, _ in string.Formatter().parse(piece):
+            out.append(re.escape(literal))
+            if field is not None:
+                out.append({"dir": ".*", "pipeline": f"(?:{names})"}.get(field, "[^/]+"))
+        chunks.append("".join(out))
+    return re.compile("(?:.+/)?".join(chunks) + r"\Z")
 
 
 class Layout(BaseModel):
@@ -151,9 +154,13 @@ class Layout(BaseModel):
             self.manifest.format_map(split_source(source) | {"pipeline": "", "variant": "", "ext": ""})
         )
 
-    def is_output(self, relpath: str) -> bool:
-        """True if ``relpath`` looks like something this layout writes (an output or a manifest)."""
-        return any(_template_regex(t).match(relpath) for t in (self.output, self.manifest))
+    def is_output(self, relpath: str, pipelines: Iterable[str] = ()) -> bool:
+        """True if ``relpath`` looks like something this layout writes (an output of one of
+        ``pipelines``, any pipeline if none are given, or a manifest)."""
+        return bool(
+            _template_regex(self.output, pipelines).match(relpath)
+            or _template_regex(self.manifest).match(relpath)
+        )
 
     def output_globs(self, pipelines: Iterable[str] = ()) -> list[str]:
         """Globs that match what this layout writes (for ``pipelines``), to put in an ``exclude``."""

@@ -246,7 +246,7 @@ class Engine:
     ) -> None:
         settings, layout = self.settings, self.settings.layout
         rel = result.source = clean_relpath(relpath)
-        if layout.is_output(rel):
+        if layout.is_output(rel, self.registry.pipelines):
             result.status, result.reason = "skipped", "this path is an output of the configured layout"
             return
         chosen, reasons = self.choose(rel, names)

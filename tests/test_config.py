@@ -264,3 +264,15 @@ def test_sync_rules_defaults_and_cloudformation(put_sync_op: Any) -> None:
 def test_sync_settings_refuse_what_the_api_refuses(tmp_path: Path, toml: str) -> None:
     with pytest.raises(ConfigError, match="sync"):
         load_settings(write_toml(tmp_path, toml))
+
+
+def test_is_output_recognises_what_the_layout_writes() -> None:
+    mirror, sidecar = Layout(), Layout(preset="sidecar")
+    names = ["thumbnails", "ocr"]
+    assert mirror.is_output("processed/thumbnails/thumb/a/b/c.jpg.webp", names)
+    assert mirror.is_output("processed/_manifests/c.jpg.json", names)
+    assert not mirror.is_output("processedfoo.jpg", names)
+    assert not mirror.is_output("photos/c.jpg", names)
+    assert sidecar.is_output("d/a.jpg.thumbnails.thumb.jpg", names)
+    assert sidecar.is_output("a.jpg.manifest.json", names)
+    assert not sidecar.is_output("my.holiday.photo.jpg", names)  # four dotted parts, but no pipeline name
