@@ -164,9 +164,7 @@ def _pipelines_argument(args: dict[str, str]) -> list[str] | None:
     if raw is None:
         return None
     names = [p.strip() for p in str(raw).split(",") if p.strip()]
-    if not names:
-        raise InvalidRequest("userArguments.pipelines is empty")
-    return names
+    return names or None  # '' = the configured rules decide
 
 
 def run_batch_operations(rt: Runtime, event: dict[str, Any], deadline: float) -> dict[str, Any]:
