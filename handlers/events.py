@@ -26,6 +26,7 @@ from config.errors import PathError
 from config.layout import MAX_KEY_BYTES
 
 Disposition = Literal["process", "ignored", "rejected"]
+NAME_MAX = 255  # bytes in one file name (Linux NAME_MAX; NFS mounts such as S3 Files have the same limit)
 
 
 class Rejected(Exception):
@@ -79,6 +80,11 @@ class KeyMapper:
         # '' (a//b, /a, a/) and '.'/'..' segments have no faithful file-system path: never guess one
         if any(p in ("", ".", "..") for p in parts):
             raise Rejected(f"key {key[:200]!r} has an empty, '.' or '..' segment: no path on the mount")
+        longest = max(len(p.encode("utf-8", "surrogatepass")) for p in parts)
+        if longest > NAME_MAX:
+            raise Rejected(
+                f"key has a {longest}-byte segment; a file name on the mount is at most {NAME_MAX}"
+            )
         try:
             from pipelines.mount import clean_relpath
 

@@ -47,7 +47,9 @@ def thumbs(ws: Path, rel: str) -> list[tuple[int, int]]:
 
 
 def outputs(ws: Path) -> list[str]:
-    return sorted(p.relative_to(ws).as_posix() for p in ws.rglob("*") if p.is_file() and "processed" in p.parts)
+    return sorted(
+        p.relative_to(ws).as_posix() for p in ws.rglob("*") if p.is_file() and "processed" in p.parts
+    )
 
 
 def test_every_corpus_event_is_covered(corpus: Path) -> None:
@@ -93,13 +95,21 @@ def prepare(name: str, corpus: Path, ws: Path) -> tuple[Any, str | None]:
         rel = "uploads/sample photo+1.jpg"
         (ws / "uploads").mkdir()
         shutil.copy(SAMPLES / "photo.jpg", ws / rel)
-        ev = render(corpus / name, region="us-east-1", partition="aws", bucket="example-bucket", key=s3_key(rel))
+        ev = render(
+            corpus / name, region="us-east-1", partition="aws", bucket="example-bucket", key=s3_key(rel)
+        )
         ev["Records"][0]["s3"]["object"]["size"] = (ws / rel).stat().st_size  # the template says 1024
         return ev, rel
     if name.endswith("S3Delete.json"):
         (ws / "uploads").mkdir()
         shutil.copy(SAMPLES / "photo.jpg", ws / "uploads/gone.jpg")
-        ev = render(corpus / name, region="us-east-1", partition="aws", bucket="example-bucket", key="uploads/gone.jpg")
+        ev = render(
+            corpus / name,
+            region="us-east-1",
+            partition="aws",
+            bucket="example-bucket",
+            key="uploads/gone.jpg",
+        )
         return ev, None
     if name.endswith("S3BatchInvocation.json"):
         rel = "batch/logo 1.png"
@@ -165,11 +175,17 @@ def test_corpus_events_for_another_bucket_are_rejected(
     """Upload events whose bucket is not the mounted one: rejected, nothing touched, no retry."""
     configure(monkeypatch, workspace, bucket="the-mounted-bucket")
     (workspace / "IMG_m7fzo3.jpg").write_bytes(padded("photo.jpg", 184662))
-    for name in ("s3EventBridgeNotificationObjectCreatedEvent.json", "s3EventDecodedKey.json", "s3Event.json"):
+    for name in (
+        "s3EventBridgeNotificationObjectCreatedEvent.json",
+        "s3EventDecodedKey.json",
+        "s3Event.json",
+    ):
         res = lambda_function.handler(load(corpus, f"{POWERTOOLS}/{name}"), FakeContext())
         assert res["counts"] == {"rejected": 1}, name
         assert "the-mounted-bucket" in res["failures"][0]["reason"]
-    res = lambda_function.handler(load(corpus, f"{POWERTOOLS}/s3BatchOperationEventSchemaV2.json"), FakeContext())
+    res = lambda_function.handler(
+        load(corpus, f"{POWERTOOLS}/s3BatchOperationEventSchemaV2.json"), FakeContext()
+    )
     assert res["results"][0]["resultCode"] == "PermanentFailure"
     assert outputs(workspace) == []
 
@@ -180,7 +196,9 @@ def test_corpus_sqs_s3_event_processed_once_the_object_is_there(
     """powertools/s3SqsEvent.json names test.pdf (104,681 bytes, a version id): once a PDF of that size is
     on the mount the record succeeds (thumbnails declines a PDF: skipped with the reason, nothing written)."""
     # only thumbnails for PDFs, so the outcome does not depend on which other pipelines are installed
-    configure(monkeypatch, workspace, bucket="xxx", rules='[{"include": ["*.pdf"], "pipelines": ["thumbnails"]}]')
+    configure(
+        monkeypatch, workspace, bucket="xxx", rules='[{"include": ["*.pdf"], "pipelines": ["thumbnails"]}]'
+    )
     event = load(corpus, f"{POWERTOOLS}/s3SqsEvent.json")
     (workspace / "test.pdf").write_bytes(padded("document.pdf", 104681))
     assert lambda_function.handler(event, FakeContext()) == {"batchItemFailures": []}
