@@ -16,14 +16,13 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from aws_lambda_powertools.utilities.data_classes.s3_event import S3Event, S3EventBridgeNotificationEvent
 from aws_lambda_powertools.utilities.data_classes.sns_event import SNSEvent, SNSMessage
 
-from config.aws import AwsSettings
-from config.errors import PathError
-from config.layout import MAX_KEY_BYTES
+if TYPE_CHECKING:  # settings (pydantic) load on the first invocation, not at import
+    from config.aws import AwsSettings
 
 Disposition = Literal["process", "ignored", "rejected"]
 NAME_MAX = 255  # bytes in one file name (Linux NAME_MAX; NFS mounts such as S3 Files have the same limit)
@@ -61,6 +60,10 @@ class KeyMapper:
 
     def relpath(self, bucket: str | None, key: str) -> str:
         """The path of ``key`` under the workspace; raises :class:`Rejected` with the reason."""
+        from config.errors import PathError
+        from config.layout import MAX_KEY_BYTES
+        from pipelines.mount import clean_relpath
+
         if bucket is not None:
             if self.bucket is None:
                 raise Rejected(f"event for bucket {bucket!r}, but aws.bucket is not configured")
@@ -86,8 +89,6 @@ class KeyMapper:
                 f"key has a {longest}-byte segment; a file name on the mount is at most {NAME_MAX}"
             )
         try:
-            from pipelines.mount import clean_relpath
-
             return clean_relpath(rel)
         except PathError as exc:
             raise Rejected(str(exc)) from None

@@ -17,13 +17,14 @@ import contextlib
 import importlib.util
 import logging
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.logging.utils import copy_config_to_registered_loggers
 from aws_lambda_powertools.metrics import MetricUnit
 
-from config.aws import AwsSettings
+if TYPE_CHECKING:
+    from config.aws import AwsSettings
 
 logger = Logger(service="media-worker")
 metrics = Metrics(namespace="MediaWorker", service="media-worker")

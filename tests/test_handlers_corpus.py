@@ -20,7 +20,6 @@ from PIL import Image
 from handlers import lambda_function
 from handlers.batch import BatchItemsFailed
 from handlers.runtime import UnsupportedEvent
-from handlers.s3_trigger import RetryLater
 
 POWERTOOLS = "events/powertools"
 SAM = "events/sam-cli"

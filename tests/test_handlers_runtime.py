@@ -1,0 +1,164 @@
+"""The container entrypoint for real: ``python -m awslambdaric handlers.lambda_function.handler`` against a
+local Runtime API (tests/runtime_api.py), end to end on sample media; and the cold-start import rule."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from conftest import REPO, SAMPLES
+from lambda_support import BUCKET, EVENTS, render, s3_key
+from PIL import Image
+from runtime_api import RuntimeApi
+
+HEAVY = ("PIL", "pdfplumber", "pytesseract")
+HANDLER_MODULES = [
+    "handlers.lambda_function",
+    "handlers.s3_trigger",
+    "handlers.sqs_trigger",
+    "handlers.batch",
+]
+
+
+def lambda_env(api: RuntimeApi, workspace: Path, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MEDIA_WORKER_", "AWS_", "POWERTOOLS_"))}
+    env.update(
+        AWS_LAMBDA_RUNTIME_API=api.address,
+        AWS_LAMBDA_FUNCTION_NAME="media-worker",
+        AWS_LAMBDA_FUNCTION_VERSION="$LATEST",
+        AWS_LAMBDA_FUNCTION_MEMORY_SIZE="1024",
+        AWS_LAMBDA_LOG_GROUP_NAME="/aws/lambda/media-worker",
+        AWS_LAMBDA_LOG_STREAM_NAME="2026/11/26/[$LATEST]0123456789",
+        AWS_REGION="us-east-1",
+        MEDIA_WORKER_WORKSPACE=str(workspace),
+        MEDIA_WORKER_AWS__BUCKET=BUCKET,
+        MEDIA_WORKER_SYNC__VISIBILITY_WAIT_SECONDS="0",
+    )
+    env.update(extra)
+    return env
+
+
+@pytest.fixture
+def runtime_client(tmp_path: Path) -> Iterator[tuple[RuntimeApi, Path, list[subprocess.Popen[str]]]]:
+    procs: list[subprocess.Popen[str]] = []
+    ws = tmp_path / "ws"
+    ws.mkdir()
+    with RuntimeApi() as api:
+        yield api, ws, procs
+        for p in procs:
+            p.kill()
+            p.wait(timeout=30)
+
+
+def boot(api: RuntimeApi, ws: Path, procs: list[subprocess.Popen[str]], handler: str, **env: str) -> None:
+    log = open(ws.parent / "runtime.log", "w")  # noqa: SIM115 - closed with the process
+    procs.append(
+        subprocess.Popen(
+            [sys.executable, "-m", "awslambdaric", handler],
+            cwd=REPO,
+            env=lambda_env(api, ws, **env),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+    )
+
+
+def test_awslambdaric_completes_an_s3_invocation_end_to_end(
+    runtime_client: tuple[RuntimeApi, Path, list[subprocess.Popen[str]]],
+) -> None:
+    api, ws, procs = runtime_client
+    rel = "uploads/Été photo+1.jpg"
+    (ws / "uploads").mkdir()
+    shutil.copy(SAMPLES / "photo.jpg", ws / rel)
+    size = (ws / rel).stat().st_size
+    event = render(
+        EVENTS / "s3-put-two-records.json",
+        bucket=BUCKET,
+        key1=s3_key(rel),
+        size1=str(size),
+        etag1="e1",
+        version1="v1",
+        key2=s3_key("uploads/notes.txt"),
+        size2="3",
+        etag2="e2",
+        version2="v2",
+    )
+    boot(api, ws, procs, "handlers.lambda_function.handler")
+    request_id = api.invoke(event)
+    posted = api.wait(timeout=180)
+    log = (ws.parent / "runtime.log").read_text()
+    assert posted.kind == "response", (posted, log[-3000:])
+    assert posted.request_id == request_id
+    assert posted.body == {"counts": {"ok": 1, "ignored": 1}, "failures": []}
+    for size_name, box in {"thumb": (150, 150), "medium": (800, 600), "large": (1920, 1080)}.items():
+        for ext in ("jpg", "webp"):
+            with Image.open(ws / f"processed/thumbnails/{size_name}/{rel}.{ext}") as im:
+                im.load()
+                assert im.size[0] <= box[0] and im.size[1] <= box[1] and im.size[1] > im.size[0]
+    manifest = json.loads((ws / f"processed/_manifests/{rel}.json").read_text())
+    assert manifest["source"]["version_id"] == "v1" and len(manifest["outputs"]) == 6
+    # the JSON log lines carry the request id as correlation id and the source key
+    lines = [json.loads(x) for x in log.splitlines() if x.startswith('{"level"')]
+    mine = [x for x in lines if x.get("source_key") == rel]
+    assert mine and all(x["correlation_id"] == request_id for x in mine)
+    assert any('"Namespace":"MediaWorker"' in x for x in log.splitlines())
+
+    # the same process takes the next invocation: an unsupported event is reported as an error
+    api.invoke({"Error": "ErrorName", "Cause": "This is the cause of the error."})
+    posted = api.wait(timeout=60)
+    assert posted.kind == "error" and posted.body["errorType"] == "UnsupportedEvent"
+    assert "batch request" in posted.body["errorMessage"]
+
+
+def test_awslambdaric_reports_a_config_error_per_invocation(
+    runtime_client: tuple[RuntimeApi, Path, list[subprocess.Popen[str]]],
+) -> None:
+    api, ws, procs = runtime_client
+    boot(api, ws, procs, "handlers.batch.handler", MEDIA_WORKER_AWS__KEY_PREFIX="no-trailing-slash")
+    api.invoke({"prefix": "in/"})
+    posted = api.wait(timeout=180)
+    assert posted.kind == "error" and posted.body["errorType"] == "ConfigError", posted
+    assert "aws.key_prefix" in posted.body["errorMessage"]
+
+
+def test_awslambdaric_reports_an_unknown_handler_as_init_error(
+    runtime_client: tuple[RuntimeApi, Path, list[subprocess.Popen[str]]],
+) -> None:
+    api, ws, procs = runtime_client
+    boot(api, ws, procs, "handlers.no_such_module.handler")
+    api.invoke({"prefix": ""})
+    posted = api.wait(timeout=180)
+    assert posted.kind in ("init-error", "error"), posted
+    assert posted.body["errorType"] == "Runtime.ImportModuleError"
+
+
+@pytest.mark.parametrize("module", HANDLER_MODULES)
+def test_importing_a_handler_loads_no_media_library(module: str) -> None:
+    probe = f"import sys, {module}; print(','.join(m for m in {HEAVY!r} if m in sys.modules) or '-')"
+    res = subprocess.run(
+        [sys.executable, "-c", probe], cwd=REPO, capture_output=True, text=True, timeout=120, check=True
+    )
+    assert res.stdout.strip() == "-", f"{module} imported {res.stdout.strip()}"
+
+
+def test_first_invocation_set_up_loads_no_media_library(tmp_path: Path) -> None:
+    """Settings, engine and pipeline registry (the first invocation's set-up) still import no codec library."""
+    probe = (
+        "import sys; from handlers.runtime import runtime; rt = runtime(); "
+        "assert rt.engine.registry.get('thumbnails') is not None; "
+        f"print(','.join(m for m in {HEAVY!r} if m in sys.modules) or '-')"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MEDIA_WORKER_")}
+    env["MEDIA_WORKER_WORKSPACE"] = str(tmp_path)
+    res = subprocess.run(
+        [sys.executable, "-c", probe], cwd=REPO, capture_output=True, text=True, timeout=120, env=env
+    )
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.strip() == "-"
