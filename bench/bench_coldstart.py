@@ -79,7 +79,7 @@ def setup_ms() -> tuple[float, float, list[str]]:
         check=True,
         env=env,
     )
-    imp, setup, heavy = (res.stdout.strip().split(" ") + [""])[:3]
+    imp, setup, heavy = [*res.stdout.strip().split(" "), ""][:3]
     return float(imp), float(setup), [h for h in heavy.split(",") if h]
 
 

@@ -149,7 +149,7 @@ def test_importing_a_handler_loads_no_media_library(module: str) -> None:
 
 
 def test_first_invocation_set_up_loads_no_media_library(tmp_path: Path) -> None:
-    """Settings, engine and pipeline registry (the first invocation's set-up) still import no codec library."""
+    """The first invocation's set-up (settings, engine, pipeline registry) imports no codec library either."""
     probe = (
         "import sys; from handlers.runtime import runtime; rt = runtime(); "
         "assert rt.engine.registry.get('thumbnails') is not None; "
@@ -162,3 +162,27 @@ def test_first_invocation_set_up_loads_no_media_library(tmp_path: Path) -> None:
     )
     assert res.returncode == 0, res.stderr
     assert res.stdout.strip() == "-"
+
+
+def test_tracing_requested_without_the_xray_sdk_is_a_no_op(tmp_path: Path) -> None:
+    """aws.tracing = true: Tracer only when aws_xray_sdk is importable (it is not installed here), and the
+    handler works either way."""
+    (tmp_path / "in").mkdir()
+    shutil.copy(SAMPLES / "logo.png", tmp_path / "in/logo.png")
+    probe = (
+        "import importlib.util, json; from handlers import batch, observability as obs; "
+        "from lambda_support import FakeContext; "
+        "res = batch.handler({'prefix': 'in/'}, FakeContext()); "
+        "print(json.dumps([importlib.util.find_spec('aws_xray_sdk') is not None, obs.tracing_enabled(), "
+        "res['counts']]))"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MEDIA_WORKER_")}
+    env.update(MEDIA_WORKER_WORKSPACE=str(tmp_path), MEDIA_WORKER_AWS__TRACING="true", PYTHONPATH="tests")
+    res = subprocess.run(
+        [sys.executable, "-c", probe], cwd=REPO, capture_output=True, text=True, timeout=120, env=env
+    )
+    assert res.returncode == 0, res.stderr
+    has_sdk, enabled, counts = json.loads(res.stdout.strip().splitlines()[-1])
+    assert counts == {"ok": 1}
+    assert enabled is False  # no SDK here (and outside Lambda Powertools disables its Tracer anyway)
+    assert has_sdk is False, "aws_xray_sdk is installed: this test no longer covers the SDK-less case"
