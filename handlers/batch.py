@@ -127,6 +127,26 @@ def run_prefix(rt: Runtime, event: dict[str, Any], deadline: float) -> dict[str,
 # -- Step Functions Distributed Map ------------------------------------------------------------------
 
 
+def _map_result(out: Outcome) -> dict[str, Any]:
+    """A compact per-item result (a Step Functions state's output is limited to 256 KiB; the manifest
+    lists the outputs)."""
+    d = out.to_dict()
+    keep = ("key", "status", "manifest", "reason", "error", "error_kind", "retryable")
+    doc = {k: d[k] for k in keep if k in d}
+    if out.outputs:
+        doc["outputs"] = len(out.outputs)
+    return doc
+
+
+def _error_detail(doc: dict[str, Any]) -> str:
+    """JSON for the error message (Step Functions keeps a Cause of up to 32,768 characters)."""
+    for n in (10, 3, 0):
+        text = json.dumps({"counts": doc["counts"], "failures": doc["failures"][:n]}, ensure_ascii=False)
+        if len(text) <= 32_000:
+            return text
+    return json.dumps({"counts": doc["counts"]})
+
+
 def run_map(rt: Runtime, event: dict[str, Any], deadline: float) -> dict[str, Any]:
     if "Items" in event:
         items, batch_input = event["Items"], event.get("BatchInput") or {}
@@ -136,7 +156,6 @@ def run_map(rt: Runtime, event: dict[str, Any], deadline: float) -> dict[str, An
         items, batch_input = [event], {}
     bucket = batch_input.get("bucket") or batch_input.get("Bucket")
     pipelines = check_pipelines(rt, batch_input.get("pipelines"))
-    results: list[dict[str, Any]] = []
     outcomes: list[Outcome] = []
     for ref in events.map_items(items, bucket):
         if isinstance(ref, str):
@@ -145,15 +164,13 @@ def run_map(rt: Runtime, event: dict[str, Any], deadline: float) -> dict[str, An
         else:
             out = handle_object(rt, ref, deadline, pipelines=pipelines)
         outcomes.append(out)
-        results.append(out.to_dict())
     doc = summarize(outcomes, rt.settings.aws.max_failures_reported)
     failed = [o for o in outcomes if o.failed or o.status == "rejected"]
     if failed:
-        detail = json.dumps({"counts": doc["counts"], "failures": doc["failures"][:10]}, ensure_ascii=False)
         if any(o.retryable for o in failed):
-            raise BatchItemsRetryable(detail[:32000])
-        raise BatchItemsFailed(detail[:32000])
-    return {"counts": doc["counts"], "results": results}
+            raise BatchItemsRetryable(_error_detail(doc))
+        raise BatchItemsFailed(_error_detail(doc))
+    return {"counts": doc["counts"], "results": [_map_result(o) for o in outcomes]}
 
 
 # -- S3 Batch Operations -----------------------------------------------------------------------------

@@ -399,7 +399,7 @@ def test_distributed_map_batch(workspace: Path, monkeypatch: pytest.MonkeyPatch)
     res = lambda_function.handler(map_event(workspace, "dm/one 1.jpg", "dm/two+2.png"), FakeContext())
     assert res["counts"] == {"ok": 2}
     assert [r["key"] for r in res["results"]] == ["dm/one 1.jpg", "dm/two+2.png"]
-    assert all(r["manifest"] and len(r["outputs"]) == 6 for r in res["results"])
+    assert all(r["manifest"] and r["outputs"] == 6 and r["status"] == "ok" for r in res["results"])
     check_thumbnails(workspace, "dm/one 1.jpg", (1200, 1600))
     doc = manifest(workspace, "dm/one 1.jpg")
     assert doc["source"]["etag"] == hashlib.md5((workspace / "dm/one 1.jpg").read_bytes()).hexdigest()
@@ -515,3 +515,79 @@ def test_workspace_copy_of_samples_untouched(workspace: Path, monkeypatch: pytes
     for p, digest in before.items():
         assert hashlib.sha256((workspace / p).read_bytes()).hexdigest() == digest
     assert sorted(os.listdir(workspace)) == ["processed", "s"]
+
+
+def test_s3_notification_through_sns_directly(
+    workspace: Path, monkeypatch: pytest.MonkeyPatch, corpus: Path
+) -> None:
+    """S3 -> SNS -> Lambda: the corpus SNS event (powertools/snsEvent.json) carrying an S3 notification."""
+    configure(monkeypatch, workspace)
+    put(workspace, "sns/a b.jpg")
+    put(workspace, "sns/c.png", "logo.png")
+    event = json.loads((corpus / "events/powertools/snsEvent.json").read_text())
+    event["Records"][0]["Sns"]["Message"] = json.dumps(
+        s3_event(workspace, ("sns/a b.jpg", "1"), ("sns/c.png", "2"))
+    )
+    res = lambda_function.handler(event, FakeContext())
+    assert res["counts"] == {"ok": 2}
+    check_thumbnails(workspace, "sns/a b.jpg", (1200, 1600))
+
+
+def test_sqs_records_past_the_deadline_fail_retryably(
+    workspace: Path, monkeypatch: pytest.MonkeyPatch, corpus: Path
+) -> None:
+    configure(monkeypatch, workspace, aws__deadline_margin_seconds="60")
+    put(workspace, "q/a.jpg")
+    put(workspace, "q/b.jpg")
+    body = json.dumps(s3_event(workspace, ("q/a.jpg", "1"), ("q/b.jpg", "2")))
+    res = sqs_trigger.handler(sqs_event(corpus, [body, body]), FakeContext(remaining_ms=59_000))
+    assert res == {"batchItemFailures": [{"itemIdentifier": "msg-0"}, {"itemIdentifier": "msg-1"}]}
+    assert not (workspace / "processed").exists()
+
+
+def until_deadline_pipeline() -> Any:
+    """A test pipeline: one small text output; for sources named 'slow*' it writes part of it, waits for
+    the job's deadline and stops there, as a long transcode would (check_deadline raises JobTimeoutError)."""
+    import time
+
+    from pipelines.spec import Pipeline, PlannedOutput, check_deadline
+
+    class UntilDeadline(Pipeline):
+        name = "until_deadline"
+
+        def plan(self, source: Any, settings: Any) -> list[PlannedOutput]:
+            return [PlannedOutput("size", "txt", "text/plain")]
+
+        def run(self, job: Any) -> None:
+            if Path(job.source.relpath).name.startswith("slow") and job.deadline - time.monotonic() < 30:
+                job.write_output(self.name, "size", b"partial")
+                time.sleep(max(0.0, job.deadline - time.monotonic()) + 0.05)
+                check_deadline(job, "finishing")
+            job.write_output(self.name, "size", str(len(job.read_source())).encode())
+
+    return UntilDeadline()
+
+
+def test_prefix_run_timeout_inside_a_job_keeps_the_cursor_before_it(
+    workspace: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from handlers.runtime import runtime
+
+    configure(monkeypatch, workspace, aws__deadline_margin_seconds="5")
+    for name in ("a.bin", "slow.bin", "z.bin"):
+        put(workspace, f"in/{name}", data=name.encode() * 10)
+    rt = runtime()
+    rt.engine.registry.register(until_deadline_pipeline(), origin="tests")
+    # a budget of ~2 s: a.bin finishes, slow.bin runs into the deadline (partial output removed)
+    res = batch.handler({"prefix": "in/", "pipelines": ["until_deadline"]}, FakeContext(remaining_ms=7000))
+    assert res["done"] is False and res["cursor"] == "in/a.bin" and res["counts"] == {"ok": 1}
+    assert "during a job" in res["stopped"]
+    assert not (workspace / "processed/until_deadline/size/in/slow.bin.txt").exists()
+    res = batch.handler(
+        {"prefix": "in/", "pipelines": ["until_deadline"], "cursor": res["cursor"]},
+        FakeContext(remaining_ms=300_000),
+    )
+    assert res["done"] is True and res["counts"] == {"ok": 2}  # slow.bin and z.bin; a.bin not again
+    assert (workspace / "processed/until_deadline/size/in/slow.bin.txt").read_text() == str(
+        len(b"slow.bin" * 10)
+    )
