@@ -29,7 +29,6 @@ if TYPE_CHECKING:
 logger = Logger(service="media-worker")
 metrics = Metrics(namespace="MediaWorker", service="media-worker")
 _tracer: Any = None
-_configured = False
 
 STATUS_METRICS = {
     "ok": "JobsOk",
@@ -42,21 +41,19 @@ STATUS_METRICS = {
 
 
 def configure(aws: AwsSettings) -> None:
-    """Apply the ``[aws]`` settings to the logger, metrics and tracer (once per process)."""
-    global _tracer, _configured
-    if _configured:
-        return
+    """Apply the ``[aws]`` settings to the logger, metrics and tracer (when settings are (re)loaded)."""
+    global _tracer
     logger.append_keys(service=aws.service_name)
     metrics.namespace = aws.metrics_namespace
     metrics.service = aws.service_name
     # the engine logs through the stdlib logger "media_worker": same JSON handler, same keys
+    logging.getLogger("media_worker")  # make sure it is registered, so it is found and rewired
     copy_config_to_registered_loggers(source_logger=logger, include={"media_worker"})
-    logging.getLogger("media_worker").propagate = False
+    _tracer = None
     if aws.tracing and importlib.util.find_spec("aws_xray_sdk") is not None:
         from aws_lambda_powertools import Tracer
 
         _tracer = Tracer(service=aws.service_name)
-    _configured = True
 
 
 def tracing_enabled() -> bool:

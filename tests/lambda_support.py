@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -58,7 +59,7 @@ def configure(monkeypatch: pytest.MonkeyPatch, workspace: Path, **env: str) -> N
     """Point the handlers' settings at ``workspace`` (and more MEDIA_WORKER_* values)."""
     from handlers.runtime import reset_runtime
 
-    for k in list(__import__("os").environ):
+    for k in list(os.environ):
         if k.startswith("MEDIA_WORKER_"):
             monkeypatch.delenv(k)
     monkeypatch.setenv("MEDIA_WORKER_WORKSPACE", str(workspace))

@@ -7,6 +7,7 @@ from __future__ import annotations
 import glob
 import importlib
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -160,7 +161,7 @@ def test_template_matches_the_code_and_settings(monkeypatch: pytest.MonkeyPatch,
         for k, v in env.items()
         if k.startswith("MEDIA_WORKER_")
     }
-    for k in list(__import__("os").environ):
+    for k in list(os.environ):
         if k.startswith("MEDIA_WORKER_"):
             monkeypatch.delenv(k)
     for k, v in concrete.items():

@@ -91,7 +91,7 @@ def test_s3_notification_processes_decoded_keys_and_is_idempotent(
     log_stream: io.StringIO,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    configure(monkeypatch, workspace, aws__metrics_namespace="MW-Test")
+    configure(monkeypatch, workspace, aws__metrics_namespace="MW-Test", aws__service_name="mw-test")
     a, b = "in/Été 2024/my photo+1.jpg", "in/logo 100%.png"
     put(workspace, a, "photo.jpg")
     put(workspace, b, "logo.png")
@@ -113,6 +113,8 @@ def test_s3_notification_processes_decoded_keys_and_is_idempotent(
     assert any(x["message"].startswith("processed") and x["status"] == "ok" for x in per_source)
     metrics = emf(capsys.readouterr().out)
     assert metrics and metrics[-1]["_aws"]["CloudWatchMetrics"][0]["Namespace"] == "MW-Test"
+    assert metrics[-1]["_aws"]["CloudWatchMetrics"][0]["Dimensions"] == [["service"]]
+    assert metrics[-1]["service"] == "mw-test" and all(x["service"] == "mw-test" for x in per_source)
     assert metrics[-1]["JobsOk"] == [1.0, 1.0]
     assert sorted(metrics[-1]["SourceBytes"]) == sorted(
         [float((workspace / a).stat().st_size), float((workspace / b).stat().st_size)]
