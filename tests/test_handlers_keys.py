@@ -119,9 +119,7 @@ def inside(root: Path, rel: str) -> bool:
 
 @settings(max_examples=400, deadline=None)
 @given(key=keys, prefix=st.sampled_from(["", "media/", "a b/é/"]))
-def test_any_key_maps_inside_the_workspace_or_is_rejected(
-    key: str, prefix: str, tmp_path_factory: Any
-) -> None:
+def test_any_key_maps_inside_the_workspace_or_is_rejected(key: str, prefix: str) -> None:
     root = Path("/mnt/workspace")
     mapper = KeyMapper(AwsSettings(bucket=BUCKET, key_prefix=prefix))
     full = prefix + key
