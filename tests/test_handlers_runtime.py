@@ -186,3 +186,78 @@ def test_tracing_requested_without_the_xray_sdk_is_a_no_op(tmp_path: Path) -> No
     assert counts == {"ok": 1}
     assert enabled is False  # no SDK here (and outside Lambda Powertools disables its Tracer anyway)
     assert has_sdk is False, "aws_xray_sdk is installed: this test no longer covers the SDK-less case"
+
+
+def test_lambda_path_keeps_the_mount_contract(
+    runtime_client: tuple[RuntimeApi, Path, list[subprocess.Popen[str]]],
+) -> None:
+    """strace -f the awslambdaric process: sources are read with 1 MiB read() calls, nothing on the
+    workspace is renamed, and a redelivered event skips the source without opening it."""
+    from test_strace import MIB, OPEN, READ, RENAME, VREAD
+
+    if shutil.which("strace") is None:
+        pytest.fail("strace is not installed (Debian package strace; `make test` installs it)")
+    api, ws, procs = runtime_client
+    (ws / "up").mkdir()
+    big = Image.effect_noise((2600, 1900), 64).convert("RGB")
+    big.save(ws / "up/big noise.jpg", quality=93)
+    shutil.copy(SAMPLES / "photo.jpg", ws / "up/photo.jpg")
+    sizes = {f"{ws}/up/{n}": (ws / "up" / n).stat().st_size for n in ("big noise.jpg", "photo.jpg")}
+    assert max(sizes.values()) > 3 * MIB
+    event = render(
+        EVENTS / "s3-put-two-records.json",
+        bucket=BUCKET,
+        key1=s3_key("up/big noise.jpg"),
+        size1=str(sizes[f"{ws}/up/big noise.jpg"]),
+        etag1="e1",
+        version1="v1",
+        key2=s3_key("up/photo.jpg"),
+        size2=str(sizes[f"{ws}/up/photo.jpg"]),
+        etag2="e2",
+        version2="v2",
+    )
+    trace = ws.parent / "trace"
+    trace.mkdir()
+    strace = ["strace", "-f", "-ff", "-qq", "-y", "-s", "0", "-o", str(trace / "t")]
+    strace += ["-e", "trace=openat,read,pread64,readv,preadv,preadv2,rename,renameat,renameat2"]
+    log = open(ws.parent / "runtime.log", "w")  # noqa: SIM115 - closed with the process
+    procs.append(
+        subprocess.Popen(
+            [*strace, sys.executable, "-m", "awslambdaric", "handlers.lambda_function.handler"],
+            cwd=REPO,
+            env=lambda_env(api, ws),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+    )
+    api.invoke(event)
+    first = api.wait(timeout=300)
+    assert first.kind == "response" and first.body["counts"] == {"ok": 2}, first
+    api.invoke(event)
+    second = api.wait(timeout=300)
+    assert second.kind == "response" and second.body["counts"] == {"skipped": 2}, second
+    procs[-1].kill()
+    procs[-1].wait(timeout=30)
+    lines: list[str] = []
+    for f in sorted(trace.iterdir()):
+        lines += f.read_text(errors="replace").splitlines()
+    got = dict.fromkeys(sizes, 0)
+    big_bytes = small_bytes = 0
+    opens = dict.fromkeys(sizes, 0)
+    for line in lines:
+        if (m := READ.match(line)) and m["path"] in sizes and int(m["ret"]) > 0:
+            got[m["path"]] += int(m["ret"])
+            if int(m["count"]) >= MIB:
+                big_bytes += int(m["ret"])
+            else:
+                small_bytes += int(m["ret"])
+        elif (m := VREAD.match(line)) and m["path"] in sizes:
+            pytest.fail(f"vectored read on a source: {line}")
+        elif RENAME.match(line) and str(ws) in line:
+            pytest.fail(f"rename on the workspace: {line}")
+        elif (m := OPEN.match(line)) and m["path"] in sizes:
+            opens[m["path"]] += 1
+    assert got == sizes  # each source read completely, once (the redelivery read nothing)
+    assert big_bytes / (big_bytes + small_bytes) >= 0.99
+    assert all(n == 1 for n in opens.values()), opens  # opened by the first invocation only
