@@ -1,0 +1,243 @@
+"""What every Lambda adapter shares: settings and engine (built once per cold start), deadlines, and
+one object from an event -> one engine job -> an :class:`Outcome`.
+
+Settings and the engine are built on the first invocation, not at import: importing a handler module
+stays cheap (see bench/bench_coldstart.py), and the first invocation pays the settings/registry set-up.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Protocol
+
+from handlers import observability as obs
+from handlers.events import KeyMapper, ObjectRef, Rejected
+from handlers.observability import logger
+
+if TYPE_CHECKING:
+    from config.settings import Settings
+    from pipelines.engine import Engine, SourceResult
+
+MIB = 1 << 20
+MAX_REASON = 1000
+
+
+class LambdaContextLike(Protocol):
+    aws_request_id: str
+
+    def get_remaining_time_in_millis(self) -> int: ...
+
+
+class InvalidRequest(ValueError):
+    """The invocation payload is malformed or names something unknown (not retryable)."""
+
+
+class UnsupportedEvent(ValueError):
+    """The payload is no event shape this function handles."""
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    engine: Engine
+    mapper: KeyMapper
+
+
+_runtime: Runtime | None = None
+
+
+def runtime() -> Runtime:
+    """Settings (defaults < $MEDIA_WORKER_CONFIG file < MEDIA_WORKER_* env), engine and key mapper."""
+    global _runtime
+    if _runtime is None:
+        from config.settings import load_settings
+        from pipelines.engine import Engine
+
+        settings = load_settings()
+        obs.configure(settings.aws)
+        _runtime = Runtime(settings, Engine(settings), KeyMapper(settings.aws))
+    return _runtime
+
+
+def reset_runtime() -> None:
+    """Forget the cached settings/engine (tests change the environment between invocations)."""
+    global _runtime
+    _runtime = None
+
+
+def deadline_for(context: LambdaContextLike, margin_s: float) -> float:
+    """A ``time.monotonic()`` deadline: the invocation's remaining time minus the configured margin."""
+    remaining = context.get_remaining_time_in_millis() / 1000.0
+    return time.monotonic() + max(0.0, remaining - margin_s)
+
+
+def start(context: LambdaContextLike) -> tuple[Runtime, float]:
+    """Per invocation: runtime, correlation id, deadline."""
+    rt = runtime()
+    logger.set_correlation_id(context.aws_request_id)
+    return rt, deadline_for(context, rt.settings.aws.deadline_margin_seconds)
+
+
+@dataclass
+class Outcome:
+    """What happened to one object named by an event."""
+
+    key: str
+    bucket: str | None
+    status: str  # ok | skipped | failed | timeout | ignored | rejected
+    relpath: str | None = None
+    reason: str | None = None
+    error: str | None = None
+    error_kind: str | None = None
+    retryable: bool = False
+    outputs: list[str] = field(default_factory=list)
+    manifest: str | None = None
+
+    @property
+    def failed(self) -> bool:
+        return self.status in ("failed", "timeout")
+
+    def to_dict(self) -> dict[str, Any]:
+        d = {
+            "key": self.key,
+            "bucket": self.bucket,
+            "status": self.status,
+            "path": self.relpath,
+            "outputs": self.outputs,
+            "manifest": self.manifest,
+            "reason": self.reason,
+            "error": self.error,
+            "error_kind": self.error_kind,
+            "retryable": self.retryable,
+        }
+        return {k: v for k, v in d.items() if v not in (None, [])}
+
+    def describe(self) -> str:
+        """One line for result strings / error messages."""
+        text = self.error or self.reason or ""
+        head = f"{self.status}"
+        if self.error_kind:
+            head += f" ({self.error_kind}{', retryable' if self.retryable else ''})"
+        return f"{head}: {text}"[:MAX_REASON] if text else head
+
+
+def _from_result(ref: ObjectRef, rel: str, res: SourceResult) -> Outcome:
+    return Outcome(
+        key=ref.key,
+        bucket=ref.bucket,
+        status=res.status,
+        relpath=rel,
+        reason=res.reason,
+        error=res.error,
+        error_kind=res.error_kind,
+        retryable=res.retryable,
+        outputs=list(res.outputs),
+        manifest=res.manifest,
+    )
+
+
+def check_pipelines(rt: Runtime, names: Sequence[str] | None) -> list[str] | None:
+    """Validate pipeline names chosen by a request; None/empty = the configured rules decide."""
+    if not names:
+        return None
+    if isinstance(names, str) or not all(isinstance(n, str) and n for n in names):
+        raise InvalidRequest(f"'pipelines' must be a list of pipeline names, got {names!r}")
+    for name in names:
+        if rt.engine.registry.get(name) is None:
+            raise InvalidRequest(f"unknown pipeline {name!r}: {rt.engine.registry.why_unavailable(name)}")
+    return list(names)
+
+
+def handle_object(
+    rt: Runtime,
+    ref: ObjectRef,
+    deadline: float,
+    *,
+    pipelines: Sequence[str] | None = None,
+    event_driven: bool = True,
+) -> Outcome:
+    """Map one event object to its workspace path and run the engine on it (or say why not)."""
+    with obs.source_context(ref.key):
+        out = _handle(rt, ref, deadline, pipelines, event_driven)
+        fields = {
+            k: v for k, v in out.to_dict().items() if k in ("status", "path", "reason", "error", "error_kind")
+        }
+        if out.status in ("ignored", "skipped"):
+            logger.info(f"{out.status}: {out.reason}", extra=fields)
+        elif out.status == "rejected":
+            logger.warning(f"rejected: {out.reason}", extra=fields)
+        elif out.failed:
+            logger.error(f"{out.status}: {out.error}", extra={**fields, "retryable": out.retryable})
+        else:
+            logger.info(
+                f"processed: {len(out.outputs)} output(s)", extra={**fields, "outputs": len(out.outputs)}
+            )
+        return out
+
+
+def _handle(
+    rt: Runtime, ref: ObjectRef, deadline: float, pipelines: Sequence[str] | None, event_driven: bool
+) -> Outcome:
+    from config.rules import glob_match, select_pipelines
+    from pipelines.engine import SourceMeta
+
+    settings = rt.settings
+    if ref.ignore:
+        obs.count("ignored")
+        return Outcome(ref.key, ref.bucket, "ignored", reason=ref.ignore)
+    try:
+        rel = rt.mapper.relpath(ref.bucket, ref.key)
+    except Rejected as exc:
+        obs.count("rejected")
+        return Outcome(ref.key, ref.bucket, "rejected", reason=str(exc))
+    if ref.storage_class and ref.storage_class.upper() in settings.aws.unsupported_storage_classes:
+        obs.count("failed")
+        return Outcome(
+            ref.key,
+            ref.bucket,
+            "failed",
+            relpath=rel,
+            error=f"object is in storage class {ref.storage_class}: S3 Files cannot serve objects in Glacier "
+            "storage classes; restore it and copy it to a non-Glacier class first",
+            error_kind="storage_class",
+        )
+    if settings.layout.is_output(rel):
+        why = "the key is an output or manifest of the configured layout (recursion guard)"
+        obs.count("ignored")
+        return Outcome(ref.key, ref.bucket, "ignored", relpath=rel, reason=why)
+    if glob_match(rel, settings.exclude):
+        obs.count("ignored")
+        return Outcome(ref.key, ref.bucket, "ignored", relpath=rel, reason="the path matches an exclude glob")
+    if not pipelines and not select_pipelines(rel, settings.active_rules(), settings.exclude):
+        obs.count("ignored")
+        return Outcome(ref.key, ref.bucket, "ignored", relpath=rel, reason="no rule matches this key")
+    if time.monotonic() >= deadline:
+        obs.count("timeout")
+        return Outcome(
+            ref.key,
+            ref.bucket,
+            "timeout",
+            relpath=rel,
+            error="the invocation's time budget ran out before this object was started",
+            error_kind="timeout",
+            retryable=True,
+        )
+    meta = SourceMeta(version_id=ref.version_id, etag=ref.etag, size=ref.size) if event_driven else None
+    with obs.segment("process", source=rel):
+        res = rt.engine.process(rel, pipelines=pipelines, meta=meta, deadline=deadline)
+    obs.job_metrics(res, large_reads=settings.read_block_bytes >= MIB)
+    return _from_result(ref, rel, res)
+
+
+def summarize(outcomes: Sequence[Outcome], limit: int) -> dict[str, Any]:
+    """Counts by status plus per-failure reasons (at most ``limit`` listed)."""
+    counts: dict[str, int] = {}
+    for o in outcomes:
+        counts[o.status] = counts.get(o.status, 0) + 1
+    failures = [o.to_dict() for o in outcomes if o.failed or o.status == "rejected"]
+    doc: dict[str, Any] = {"counts": counts, "failures": failures[:limit]}
+    if len(failures) > limit:
+        doc["failures_not_listed"] = len(failures) - limit
+    return doc

@@ -1,0 +1,54 @@
+"""Upload triggers invoking the function directly (asynchronously): S3 event notifications,
+EventBridge "Object Created" events, and S3 notifications published to SNS.
+
+Each object is processed in turn.  If any of them failed with a *retryable* error (not visible on the
+mount yet, deadline), the handler raises :class:`RetryLater` after the others are done, so Lambda's
+asynchronous retries (or EventBridge's retry policy) bring the event back; finished objects are then
+skipped through their manifests.  Permanent failures are logged and returned, never raised: a retry
+cannot help them.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from handlers import events
+from handlers.observability import logger, metrics
+from handlers.runtime import LambdaContextLike, UnsupportedEvent, handle_object, start, summarize
+
+
+class RetryLater(Exception):
+    """Some objects failed in a way a retry can fix; Lambda's async retry will redeliver the event."""
+
+
+def objects(event: dict[str, Any]) -> list[events.ObjectRef]:
+    if events.is_eventbridge_s3(event):
+        return [events.eventbridge(event)]
+    if events.is_s3_notification(event):
+        return events.s3_notification(event)
+    if events.is_sns(event):
+        return events.sns_event(event)
+    raise UnsupportedEvent("not an S3 notification, an SNS-wrapped one, or an EventBridge S3 event")
+
+
+def process(event: dict[str, Any], context: LambdaContextLike) -> dict[str, Any]:
+    rt, deadline = start(context)
+    try:
+        refs = objects(event)
+    except events.UnrecognizedEvent as exc:
+        raise UnsupportedEvent(str(exc)) from None
+    outcomes = [handle_object(rt, ref, deadline) for ref in refs]
+    summary = summarize(outcomes, rt.settings.aws.max_failures_reported)
+    retry = [o for o in outcomes if o.failed and o.retryable]
+    if retry:
+        raise RetryLater(
+            f"{len(retry)} of {len(outcomes)} object(s) failed retryably: "
+            + "; ".join(f"{o.key}: {o.describe()}" for o in retry[:5])
+        )
+    return summary
+
+
+@logger.inject_lambda_context(log_event=False)
+@metrics.log_metrics
+def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    return process(event, context)
