@@ -124,6 +124,8 @@ class Workspace:
                 with contextlib.suppress(FileExistsError):  # another worker made it meanwhile
                     os.mkdir(cur, 0o755)
                 st = os.lstat(cur)
+            except OSError as exc:  # e.g. ENAMETOOLONG
+                raise PathError(f"output path {rel}: {exc.strerror}") from None
             if stat.S_ISLNK(st.st_mode):
                 real = os.path.realpath(cur)
                 if not self._inside(real):
@@ -146,8 +148,10 @@ class Workspace:
         path = self.resolve_source(relpath)
         try:
             st = os.stat(path)
-        except FileNotFoundError:
+        except (FileNotFoundError, NotADirectoryError):
             raise BadInputError(f"{relpath}: no such file in the workspace") from None
+        except OSError as exc:  # e.g. ENAMETOOLONG: a path segment over 255 bytes
+            raise PathError(f"{relpath}: {exc.strerror}") from None
         if not stat.S_ISREG(st.st_mode):
             raise BadInputError(f"{relpath}: not a regular file")
         return st

@@ -101,3 +101,12 @@ def test_walk_is_sorted_and_skips_symlinked_folders(tmp_path: Path) -> None:
         (tmp_path / rel).write_bytes(b"x")
     (tmp_path / "loop").symlink_to(tmp_path)
     assert list(Workspace(tmp_path).walk(".")) == ["a.jpg", "b/1.jpg", "b/2.jpg", "c/d/e.jpg"]
+
+
+def test_overlong_segment_is_a_path_error(tmp_path: Path) -> None:
+    (tmp_path / "a").mkdir()
+    w = Workspace(tmp_path)
+    with pytest.raises(PathError, match="too long"):
+        w.stat_source("a/" + "x" * 300 + ".jpg")
+    with pytest.raises(PathError, match="too long"):
+        w.open_output("processed/" + "y" * 300 + "/out.jpg")
