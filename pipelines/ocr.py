@@ -1,0 +1,345 @@
+"""The ``ocr`` pipeline: text of images and PDFs, text layer first, OCR only where needed.
+
+Per source, one output set (each selectable in ``ocr.outputs``):
+
+* ``text`` (.txt): the text, pages separated by a form feed, each page ending with a newline;
+* ``words`` (.json): per page its number, method (``text-layer`` | ``ocr``), size, text and words
+  with confidence and box (PDF: points, top-left origin; images: pixels);
+* ``searchable`` (.pdf): page images with tesseract's invisible text layer; PDF pages that already
+  had a usable text layer are copied as they are (turned upright when their text ran sideways).
+
+The source is read once (``job.read_source()``); pages are decoded or rendered one at a time and
+OCR'd in parallel (see :mod:`pipelines.ocr_pages`); scratch holds only the pages in flight.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Literal
+
+from config.errors import BadInputError, MediaWorkerError
+from config.ocr import OUTPUTS
+from config.settings import Settings
+from pipelines.spec import Job, Pipeline, PlannedOutput, SourceInfo, check_deadline
+
+IMAGE_SUFFIXES = frozenset({"png", "jpg", "jpeg", "jpe", "tif", "tiff", "bmp", "webp", "gif"})
+PDF_SUFFIXES = frozenset({"pdf"})
+JSON_FORMAT = "media-worker-ocr/1"
+
+
+@dataclass
+class PageOut:
+    """One page of the result."""
+
+    number: int  # 1-based
+    method: Literal["text-layer", "ocr"]
+    text: str
+    words: list[dict[str, Any]]
+    width: float
+    height: float
+    unit: Literal["pt", "px"]
+    rotation: int = 0  # degrees clockwise the page was turned to read upright
+    confidence: float | None = None
+    pdf: bytes | None = field(default=None, repr=False)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "page": self.number,
+            "method": self.method,
+            "width": self.width,
+            "height": self.height,
+            "unit": self.unit,
+            "rotation": self.rotation,
+            "confidence": self.confidence,
+            "text": self.text,
+            "words": self.words,
+        }
+
+
+def available_cpus() -> int:
+    import os
+
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not Linux
+        return os.cpu_count() or 1
+
+
+class OcrPipeline(Pipeline):
+    """Text from images (tesseract) and PDFs (text layer via pdfplumber, else pypdfium2 + tesseract)."""
+
+    name: ClassVar[str] = "ocr"
+    version: ClassVar[str] = "1"
+    description: ClassVar[str] = (
+        "OCR (tesseract) and PDF text layers (pdfplumber): txt, words JSON, searchable PDF"
+    )
+
+    def accepts(self, source: SourceInfo, settings: Settings) -> bool | str:
+        ok = source.suffix in IMAGE_SUFFIXES or source.suffix in PDF_SUFFIXES
+        return ok or f"not a PDF or an image tesseract reads (.{source.suffix})"
+
+    def check(self, settings: Settings) -> None:
+        from pipelines._exec import tesseract
+
+        s = settings.ocr
+        tesseract.check(s.languages, need_osd=s.orientation != "off", tessdata_dir=s.tessdata_dir)
+
+    def tool_versions(self) -> dict[str, str]:
+        from importlib.metadata import version
+
+        from pipelines._exec import tesseract
+
+        out = {"tesseract": tesseract.version()}
+        for dist in ("pdfplumber", "pypdfium2", "pypdf"):
+            out[dist] = version(dist)
+        return out
+
+    def settings_fingerprint(self, settings: Settings) -> Any:
+        ocr = settings.ocr.model_dump(mode="json", exclude={"password", "workers", "tessdata_dir"})
+        return {"ocr": ocr, "max_image_pixels": settings.limits.max_image_pixels}
+
+    def plan(self, source: SourceInfo, settings: Settings) -> list[PlannedOutput]:
+        return [PlannedOutput(*OUTPUTS[o]) for o in settings.ocr.outputs]
+
+    def run(self, job: Job) -> None:
+        data = job.read_source()
+        check_deadline(job, "OCR")
+        pages = _run_pdf(job, data) if job.source.suffix in PDF_SUFFIXES else _run_image(job, data)
+        check_deadline(job, "writing OCR outputs")
+        self._write(job, pages, data)
+
+    def _write(self, job: Job, pages: list[PageOut], data: bytes) -> None:
+        s = job.settings.ocr
+        methods = {p.method for p in pages}
+        meta = {
+            "pages": len(pages),
+            "ocr_pages": sum(p.method == "ocr" for p in pages),
+            "text_layer_pages": sum(p.method == "text-layer" for p in pages),
+        }
+        if "txt" in s.outputs:
+            job.write_output(self.name, "text", document_text(pages).encode("utf-8"), ext="txt", **meta)
+        if "json" in s.outputs:
+            doc = {
+                "format": JSON_FORMAT,
+                "source": job.source.relpath,
+                "languages": s.languages,
+                "dpi": s.dpi if job.source.suffix in PDF_SUFFIXES and "ocr" in methods else None,
+                "pages": [p.to_json() for p in pages],
+            }
+            blob = json.dumps(doc, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+            job.write_output(self.name, "words", blob, ext="json", **meta)
+        if "pdf" in s.outputs:
+            password = s.password.get_secret_value() if s.password else None
+            blob = merge_searchable(pages, data if job.source.suffix in PDF_SUFFIXES else None, password)
+            job.write_output(self.name, "searchable", blob, ext="pdf", **meta)
+
+
+def document_text(pages: list[PageOut]) -> str:
+    """Pages joined by form feeds, each ending with a newline (pdftotext's convention)."""
+    return "\f".join(p.text.rstrip("\n") + "\n" for p in pages)
+
+
+# ---------------------------------------------------------------------------------------------- runs
+
+
+def _ocr_run(job: Job) -> Any:
+    from pipelines.ocr_pages import OcrRun
+
+    return OcrRun(
+        settings=job.settings.ocr,
+        scratch=job.scratch_dir,
+        want_pdf="pdf" in job.settings.ocr.outputs,
+        deadline=job.deadline,
+    )
+
+
+def _workers(job: Job) -> int:
+    return job.settings.ocr.workers or available_cpus()
+
+
+def _ocr_words(words: list[Any], scale: float) -> list[dict[str, Any]]:
+    return [
+        {
+            "text": w.text,
+            "conf": w.conf,
+            "bbox": [round(v * scale, 2) for v in w.bbox] if scale != 1 else list(w.bbox),
+            "block": w.block,
+            "par": w.par,
+            "line": w.line,
+        }
+        for w in words
+    ]
+
+
+def _run_pdf(job: Job, data: bytes) -> list[PageOut]:
+    from pipelines.ocr_pages import OcrPage, PageImage, ocr_pages
+    from pipelines.pdf import PdfDocument, has_usable_text
+
+    s = job.settings.ocr
+    password = s.password.get_secret_value() if s.password else None
+    out: dict[int, PageOut] = {}
+    with PdfDocument(data, password=password) as doc:
+        n = doc.n_pages
+        if n > s.max_pages:
+            raise BadInputError(f"the PDF has {n} pages, over ocr.max_pages = {s.max_pages}")
+        done = 0
+
+        def progress(message: str) -> None:
+            nonlocal done
+            done += 1
+            job.report_progress("ocr", done / n, message)
+
+        def pages_needing_ocr() -> Iterator[PageImage]:
+            for i in range(n):
+                check_deadline(job, f"page {i + 1}")
+                layer = doc.text_layer(i)
+                if has_usable_text(layer, s.text_layer_min_chars):
+                    out[i] = PageOut(
+                        i + 1,
+                        "text-layer",
+                        layer.text,
+                        layer.words,
+                        layer.width,
+                        layer.height,
+                        "pt",
+                        rotation=layer.turned,
+                    )
+                    progress(f"page {i + 1}/{n}: text layer")
+                    continue
+                image = doc.render(i, scale=s.dpi / 72, max_pixels=s.max_page_pixels)
+                yield PageImage(i, image, s.dpi)
+
+        def record(page: OcrPage) -> None:
+            r = page.result
+            k = 72 / s.dpi
+            out[page.index] = PageOut(
+                page.index + 1,
+                "ocr",
+                r.text,
+                _ocr_words(r.words, k),
+                round(r.width * k, 2),
+                round(r.height * k, 2),
+                "pt",
+                rotation=page.rotated,
+                confidence=round(r.mean_conf, 2),
+                pdf=r.pdf,
+            )
+            progress(f"page {page.index + 1}/{n}: OCR")
+
+        ocr_pages(pages_needing_ocr(), _ocr_run(job), workers=_workers(job), on_done=record)
+    return [out[i] for i in range(n)]
+
+
+def _run_image(job: Job, data: bytes) -> list[PageOut]:
+    from pipelines.ocr_pages import OcrPage, PageImage, ocr_pages
+
+    s = job.settings.ocr
+    out: dict[int, PageOut] = {}
+    frames = _image_pages(
+        data,
+        max_pixels=job.settings.limits.max_image_pixels,
+        max_pages=s.max_pages,
+        max_page_pixels=s.max_page_pixels,
+    )
+    n = next(frames)  # the frame count comes first
+    assert isinstance(n, int)
+
+    def pages() -> Iterator[PageImage]:
+        for item in frames:
+            assert not isinstance(item, int)
+            check_deadline(job, f"page {item.index + 1}")
+            yield item
+
+    def record(page: OcrPage) -> None:
+        r = page.result
+        out[page.index] = PageOut(
+            page.index + 1,
+            "ocr",
+            r.text,
+            _ocr_words(r.words, 1),
+            r.width,
+            r.height,
+            "px",
+            rotation=page.rotated,
+            confidence=round(r.mean_conf, 2),
+            pdf=r.pdf,
+        )
+        job.report_progress("ocr", len(out) / n, f"page {page.index + 1}/{n}")
+
+    ocr_pages(pages(), _ocr_run(job), workers=_workers(job), on_done=record)
+    return [out[i] for i in range(n)]
+
+
+def _image_pages(data: bytes, *, max_pixels: int, max_pages: int, max_page_pixels: int) -> Iterator[Any]:
+    """Yields the page count, then each frame (every page of a multi-page TIFF) as a PageImage."""
+    from PIL import ImageOps, ImageSequence
+
+    from pipelines.imaging import _decoding, _flatten, _normalize_mode, open_image
+    from pipelines.ocr_pages import PageImage
+
+    im = open_image(data, max_pixels=min(max_pixels, max_page_pixels))
+    n = getattr(im, "n_frames", 1) if im.format == "TIFF" else 1  # GIF/WebP frames are animation, not pages
+    if n > max_pages:
+        raise BadInputError(f"the image has {n} pages, over ocr.max_pages = {max_pages}")
+    yield n
+    dpi = _dpi(im.info.get("dpi"))
+    for i, frame in enumerate(ImageSequence.Iterator(im)):
+        if i >= n:
+            break
+        w, h = frame.size
+        if w * h > max_page_pixels:
+            raise BadInputError(
+                f"page {i + 1} is {w}x{h} pixels, over ocr.max_page_pixels = {max_page_pixels}"
+            )
+        _decoding(f"decode page {i + 1}", frame.load)
+        page = frame.copy()
+        if i == 0 and im.format in ("JPEG", "MPO"):
+            page = _decoding("apply EXIF orientation", lambda p=page: ImageOps.exif_transpose(p))  # type: ignore[misc]
+        if page.mode == "1" and not page.has_transparency_data:
+            pass  # bilevel scans stay 1-bit: tesseract reads them as they are, and PDFs stay small
+        else:
+            page = _flatten(_normalize_mode(page), (255, 255, 255))
+        yield PageImage(i, page, _dpi(frame.info.get("dpi")) or dpi)
+
+
+def _dpi(value: Any) -> int | None:
+    """A usable resolution from Pillow's info['dpi'] (missing, 0, 1 or absurd values mean unknown)."""
+    try:
+        d = round(float(value[0]))
+    except (TypeError, ValueError, IndexError):
+        return None
+    return d if 70 <= d <= 2400 else None
+
+
+# ----------------------------------------------------------------------------------- searchable PDF
+
+
+def merge_searchable(pages: list[PageOut], source_pdf: bytes | None, password: str | None) -> bytes:
+    """One PDF: tesseract's page PDFs for OCR'd pages, the source's own pages for text-layer pages."""
+    from pypdf import PdfReader, PdfWriter
+    from pypdf.errors import PyPdfError
+
+    writer = PdfWriter()
+    reader: PdfReader | None = None
+    for p in pages:
+        try:
+            if p.pdf is not None:
+                writer.add_page(PdfReader(io.BytesIO(p.pdf)).pages[0])
+                continue
+            if source_pdf is None:
+                raise MediaWorkerError(f"page {p.number}: no page PDF to merge")
+            if reader is None:
+                reader = PdfReader(io.BytesIO(source_pdf))
+                if reader.is_encrypted:
+                    reader.decrypt(password or "")
+            added = writer.add_page(reader.pages[p.number - 1])
+            if p.rotation:
+                added.rotate(p.rotation)
+        except (PyPdfError, ValueError, KeyError, TypeError) as exc:
+            raise BadInputError(f"page {p.number}: cannot be copied into the searchable PDF: {exc}") from None
+    buf = io.BytesIO()
+    writer.write(buf)
+    return buf.getvalue()

@@ -1,0 +1,268 @@
+"""PDFs from bytes: open (password, clean errors), text layers, page rendering, first-page thumbnails.
+
+No file I/O: the caller reads the source once and hands over the bytes.  pdfplumber reads text
+layers; pypdfium2 (which pdfplumber depends on) renders pages; pypdf copies pages into searchable
+PDFs.  pdfium and pdfplumber are not thread-safe: use one :class:`PdfDocument` from one thread.
+
+Coordinates are PDF points of the page as displayed (``/Rotate`` applied, origin top-left).
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+from collections import Counter
+from dataclasses import dataclass
+from typing import Any
+
+from PIL import Image
+
+from config.errors import BadInputError
+
+log = logging.getLogger(__name__)
+HEADER_WINDOW = 1024  # readers accept "%PDF-" anywhere in the first KiB
+
+
+@dataclass
+class TextLayer:
+    """A page's text layer, upright: text, words with boxes (points), page size (points)."""
+
+    text: str
+    words: list[dict[str, Any]]
+    width: float
+    height: float
+    readable_chars: int
+    turned: int  # degrees clockwise the text was turned to read upright (0 for normal pages)
+
+
+def _page_size_note(w: float, h: float) -> str:
+    return f"{w:.0f}x{h:.0f} pt"
+
+
+class PdfDocument:
+    """One open PDF: pdfplumber for text, pdfium for pixels."""
+
+    def __init__(self, data: bytes, *, password: str | None = None) -> None:
+        import pdfplumber
+        import pypdfium2 as pdfium
+
+        if not data:
+            raise BadInputError("empty file (0 bytes): not a PDF")
+        if b"%PDF-" not in data[:HEADER_WINDOW]:
+            raise BadInputError("not a PDF (no %PDF- header in the first 1 KiB)")
+        self.data = data
+        self.password = password
+        self.encrypted = False
+        try:
+            self.pdfium = pdfium.PdfDocument(data)
+        except pdfium.PdfiumError as exc:
+            if "password" not in str(exc).lower():
+                raise BadInputError(f"not a readable PDF: {exc}") from None
+            self.encrypted = True
+            if not password:
+                raise BadInputError(
+                    "the PDF is encrypted and needs a password: set ocr.password "
+                    "(MEDIA_WORKER_OCR__PASSWORD) to process it"
+                ) from None
+            try:
+                self.pdfium = pdfium.PdfDocument(data, password=password)
+            except pdfium.PdfiumError:
+                raise BadInputError("the PDF is encrypted and ocr.password does not open it") from None
+        try:
+            self.plumber = pdfplumber.open(io.BytesIO(data), password=password if self.encrypted else "")
+            self.n_pages = len(self.plumber.pages)
+        except Exception as exc:  # pdfminer raises a zoo of exception types for broken files
+            self.pdfium.close()
+            raise BadInputError(f"not a readable PDF: {type(exc).__name__}: {exc}".rstrip(": ")) from None
+        if self.n_pages != len(self.pdfium):
+            log.warning("pdfplumber sees %d pages, pdfium %d", self.n_pages, len(self.pdfium))
+            self.n_pages = min(self.n_pages, len(self.pdfium))
+        if self.n_pages == 0:
+            self.close()
+            raise BadInputError("the PDF has no pages")
+
+    def close(self) -> None:
+        self.plumber.close()
+        self.pdfium.close()
+
+    def __enter__(self) -> PdfDocument:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- text layer ----------------------------------------------------------------------------
+    def text_layer(self, index: int) -> TextLayer:
+        """The page's text layer, turned upright if its text runs sideways or upside down."""
+        page = self.plumber.pages[index]
+        try:
+            page = _visible(page)
+            chars = page.chars
+            readable = sum(1 for c in chars if _readable(c["text"]))
+            turn = _text_turn(chars)
+            if turn == 0:
+                text = page.extract_text() or ""
+                words = page.extract_words()
+                width, height = float(page.width), float(page.height)
+            else:
+                from pdfplumber.utils import extract_text, extract_words
+
+                width, height = float(page.width), float(page.height)
+                x_off, y_off = float(page.bbox[0]), float(page.bbox[1])
+                chars = [_turn_char(c, turn, width, height, x_off, y_off) for c in chars]
+                if turn in (90, 270):
+                    width, height = height, width
+                text = extract_text(chars) or ""
+                words = extract_words(chars)
+        except BadInputError:
+            raise
+        except Exception as exc:
+            raise BadInputError(f"page {index + 1}: cannot read its text layer: {exc}") from None
+        x0, top = (0.0, 0.0) if turn else (float(page.bbox[0]), float(page.bbox[1]))
+        return TextLayer(
+            text=text,
+            words=[
+                {
+                    "text": w["text"],
+                    "conf": None,
+                    "bbox": [
+                        round(w["x0"] - x0, 2),
+                        round(w["top"] - top, 2),
+                        round(w["x1"] - x0, 2),
+                        round(w["bottom"] - top, 2),
+                    ],
+                }
+                for w in words
+            ],
+            width=round(width, 2),
+            height=round(height, 2),
+            readable_chars=readable,
+            turned=turn,
+        )
+
+    # -- pixels --------------------------------------------------------------------------------
+    def page_size(self, index: int) -> tuple[float, float]:
+        """Displayed page size in points (crop box, /Rotate applied)."""
+        w, h = self.pdfium[index].get_size()
+        return float(w), float(h)
+
+    def render(self, index: int, *, scale: float, max_pixels: int | None = None) -> Image.Image:
+        """The page as displayed, at ``scale`` pixels per point, as an RGB image."""
+        w, h = self.page_size(index)
+        pw, ph = round(w * scale), round(h * scale)
+        if max_pixels is not None and pw * ph > max_pixels:
+            raise BadInputError(
+                f"page {index + 1} ({_page_size_note(w, h)}) renders to {pw}x{ph} = {pw * ph} pixels, "
+                f"over ocr.max_page_pixels = {max_pixels}"
+            )
+        if pw < 1 or ph < 1:
+            raise BadInputError(f"page {index + 1} has no area ({_page_size_note(w, h)})")
+        try:
+            bitmap = self.pdfium[index].render(scale=scale, may_draw_forms=True)
+            return bitmap.to_pil().convert("RGB")
+        except Exception as exc:
+            raise BadInputError(f"page {index + 1} cannot be rendered: {exc}") from None
+
+
+def _readable(text: str) -> bool:
+    return bool(text.strip()) and not text.startswith("(cid:") and "\ufffd" not in text and text.isprintable()
+
+
+def has_usable_text(layer: TextLayer, min_chars: int) -> bool:
+    """Enough readable characters that extracting beats OCR (glyphs without a Unicode map don't count)."""
+    return layer.readable_chars >= min_chars
+
+
+def _visible(page: Any) -> Any:
+    """The page cropped to its crop box (what a viewer shows), when that is smaller than the media box."""
+    crop = getattr(page, "cropbox", None)
+    if crop is None or tuple(crop) == tuple(page.mediabox):
+        return page
+    x0, top, x1, bottom = page.mediabox
+    cx0, ctop, cx1, cbottom = crop
+    box = (max(x0, cx0), max(top, ctop), min(x1, cx1), min(bottom, cbottom))
+    if box[2] <= box[0] or box[3] <= box[1]:
+        return page
+    return page.crop(box, relative=False, strict=False)
+
+
+def _text_turn(chars: list[dict[str, Any]]) -> int:
+    """Degrees clockwise to turn the page so its dominant text direction reads left to right."""
+    votes: Counter[int] = Counter()
+    for c in chars:
+        if not _readable(c["text"]):
+            continue
+        a, b = c["matrix"][0], c["matrix"][1]  # the text direction in PDF space (y up)
+        if abs(a) >= abs(b):
+            votes[0 if a > 0 else 180] += 1
+        else:
+            votes[90 if b > 0 else 270] += 1  # going up the page: turn clockwise
+    if not votes:
+        return 0
+    turn, n = votes.most_common(1)[0]
+    return turn if n * 2 > sum(votes.values()) else 0
+
+
+def _turn_char(
+    c: dict[str, Any], turn: int, w: float, h: float, x_off: float, y_off: float
+) -> dict[str, Any]:
+    """A char with its box turned ``turn`` degrees clockwise on a w x h page (top-left origin)."""
+    x0, x1, top, bottom = c["x0"] - x_off, c["x1"] - x_off, c["top"] - y_off, c["bottom"] - y_off
+    if turn == 90:  # (x, y) -> (h - y, x)
+        nx0, nx1, ntop, nbottom = h - bottom, h - top, x0, x1
+    elif turn == 270:  # (x, y) -> (y, w - x)
+        nx0, nx1, ntop, nbottom = top, bottom, w - x1, w - x0
+    else:  # 180: (x, y) -> (w - x, h - y)
+        nx0, nx1, ntop, nbottom = w - x1, w - x0, h - bottom, h - top
+    out = dict(c)
+    out.update(
+        x0=nx0,
+        x1=nx1,
+        top=ntop,
+        bottom=nbottom,
+        doctop=ntop,
+        y0=0.0,
+        y1=0.0,
+        upright=True,
+        width=nx1 - nx0,
+        height=nbottom - ntop,
+    )
+    return out
+
+
+def pdf_thumbnails(
+    data: bytes,
+    *,
+    boxes: dict[str, tuple[int, int]],
+    formats: list[str],
+    dpi: int,
+    password: str | None,
+    quality: dict[str, int],
+    progressive: bool,
+    background: tuple[int, int, int],
+) -> dict[tuple[str, str], tuple[bytes, tuple[int, int]]]:
+    """Thumbnails of page 1, with the same sizes and encoders as image thumbnails.
+
+    The page's "native" size is its size at ``dpi``: sizes fit inside it and are never larger.
+    """
+    from pipelines.imaging import encode, fit_sizes
+
+    with PdfDocument(data, password=password) as doc:
+        w, h = doc.page_size(0)
+        native = (max(1, round(w * dpi / 72)), max(1, round(h * dpi / 72)))
+        fits = [_fit_scale(native, box) for box in boxes.values()]
+        scale = dpi / 72 * max(fits)  # one render, as big as the largest thumbnail needs
+        page = doc.render(0, scale=scale)
+    sized = fit_sizes(page, boxes)
+    return {
+        (name, fmt): (
+            encode(img, fmt, quality=quality[fmt], progressive=progressive, background=background),
+            img.size,
+        )
+        for name, img in sized.items()
+        for fmt in formats
+    }
+
+
+def _fit_scale(size: tuple[int, int], box: tuple[int, int]) -> float:
+    return min(1.0, box[0] / size[0], box[1] / size[1])
