@@ -56,7 +56,11 @@ class OcrSettings(Section):
         default=20,
         ge=1,
         description="A PDF page whose text layer has at least this many readable characters is "
-        "extracted instead of OCR'd.",
+        "extracted instead of OCR'd (so is a page with any readable text and no image).",
+    )
+    force_ocr: bool = Field(
+        default=False,
+        description="OCR every PDF page, even pages with a usable text layer (e.g. one known to be bad).",
     )
     max_pages: int = Field(default=500, ge=1, description="A document with more pages fails.")
     max_page_pixels: int = Field(

@@ -195,8 +195,8 @@ def _run_pdf(job: Job, data: bytes) -> list[PageOut]:
         def pages_needing_ocr() -> Iterator[PageImage]:
             for i in range(n):
                 check_deadline(job, f"page {i + 1}")
-                layer = doc.text_layer(i)
-                if has_usable_text(layer, s.text_layer_min_chars):
+                layer = None if s.force_ocr else doc.text_layer(i)
+                if layer is not None and has_usable_text(layer, s.text_layer_min_chars):
                     out[i] = PageOut(
                         i + 1,
                         "text-layer",
