@@ -28,6 +28,18 @@ from pipelines.spec import Job, Pipeline, PlannedOutput, SourceInfo, check_deadl
 IMAGE_SUFFIXES = frozenset({"png", "jpg", "jpeg", "jpe", "tif", "tiff", "bmp", "webp", "gif"})
 PDF_SUFFIXES = frozenset({"pdf"})
 JSON_FORMAT = "media-worker-ocr/1"
+# tesseract OSD script -> language packs that read it (a page in another script gets a warning)
+SCRIPT_LANGUAGES: dict[str, frozenset[str]] = {
+    "Han": frozenset({"chi_sim", "chi_tra", "chi_sim_vert", "chi_tra_vert", "jpn", "jpn_vert", "kor"}),
+    "Japanese": frozenset({"jpn", "jpn_vert"}),
+    "Hangul": frozenset({"kor", "kor_vert"}),
+    "Cyrillic": frozenset({"rus", "ukr", "bul", "bel", "srp", "mkd", "kaz", "kir", "mon", "tgk", "uzb_cyrl"}),
+    "Arabic": frozenset({"ara", "fas", "urd", "pus", "snd", "uig"}),
+    "Greek": frozenset({"ell", "grc"}),
+    "Hebrew": frozenset({"heb", "yid"}),
+    "Devanagari": frozenset({"hin", "mar", "nep", "san"}),
+    "Thai": frozenset({"tha"}),
+}
 
 
 @dataclass
@@ -43,6 +55,8 @@ class PageOut:
     unit: Literal["pt", "px"]
     rotation: int = 0  # degrees clockwise the page was turned to read upright
     confidence: float | None = None
+    script: str | None = None  # from tesseract OSD, when it ran for this page
+    warnings: list[str] = field(default_factory=list)
     pdf: bytes | None = field(default=None, repr=False)
 
     def to_json(self) -> dict[str, Any]:
@@ -54,6 +68,8 @@ class PageOut:
             "unit": self.unit,
             "rotation": self.rotation,
             "confidence": self.confidence,
+            "script": self.script,
+            "warnings": self.warnings,
             "text": self.text,
             "words": self.words,
         }
@@ -160,6 +176,37 @@ def _workers(job: Job) -> int:
     return job.settings.ocr.workers or available_cpus()
 
 
+def _script_warnings(script: str | None, languages: list[str]) -> list[str]:
+    """A warning when OSD saw a script none of the configured languages reads (e.g. Han with eng)."""
+    wanted = SCRIPT_LANGUAGES.get(script or "")
+    if not wanted or wanted & set(languages) or f"script/{script}" in languages:
+        return []
+    return [
+        f"OSD detected {script} script, which none of the configured languages ({', '.join(languages)}) "
+        f"reads: the text is likely wrong; install e.g. tesseract-ocr-{sorted(wanted)[0].replace('_', '-')} "
+        f"and add {sorted(wanted)[0]!r} to ocr.languages"
+    ]
+
+
+def _from_ocr(page: Any, *, unit: Literal["pt", "px"], scale: float, languages: list[str]) -> PageOut:
+    r = page.result
+    script = page.osd.script if page.osd is not None else None
+    return PageOut(
+        page.index + 1,
+        "ocr",
+        r.text,
+        _ocr_words(r.words, scale),
+        round(r.width * scale, 2),
+        round(r.height * scale, 2),
+        unit,
+        rotation=page.rotated,
+        confidence=round(r.mean_conf, 2),
+        script=script,
+        warnings=_script_warnings(script, languages),
+        pdf=r.pdf,
+    )
+
+
 def _ocr_words(words: list[Any], scale: float) -> list[dict[str, Any]]:
     return [
         {
@@ -213,20 +260,7 @@ def _run_pdf(job: Job, data: bytes) -> list[PageOut]:
                 yield PageImage(i, image, s.dpi)
 
         def record(page: OcrPage) -> None:
-            r = page.result
-            k = 72 / s.dpi
-            out[page.index] = PageOut(
-                page.index + 1,
-                "ocr",
-                r.text,
-                _ocr_words(r.words, k),
-                round(r.width * k, 2),
-                round(r.height * k, 2),
-                "pt",
-                rotation=page.rotated,
-                confidence=round(r.mean_conf, 2),
-                pdf=r.pdf,
-            )
+            out[page.index] = _from_ocr(page, unit="pt", scale=72 / s.dpi, languages=s.languages)
             progress(f"page {page.index + 1}/{n}: OCR")
 
         ocr_pages(pages_needing_ocr(), _ocr_run(job), workers=_workers(job), on_done=record)
@@ -254,19 +288,7 @@ def _run_image(job: Job, data: bytes) -> list[PageOut]:
             yield item
 
     def record(page: OcrPage) -> None:
-        r = page.result
-        out[page.index] = PageOut(
-            page.index + 1,
-            "ocr",
-            r.text,
-            _ocr_words(r.words, 1),
-            r.width,
-            r.height,
-            "px",
-            rotation=page.rotated,
-            confidence=round(r.mean_conf, 2),
-            pdf=r.pdf,
-        )
+        out[page.index] = _from_ocr(page, unit="px", scale=1, languages=s.languages)
         job.report_progress("ocr", len(out) / n, f"page {page.index + 1}/{n}")
 
     ocr_pages(pages(), _ocr_run(job), workers=_workers(job), on_done=record)
