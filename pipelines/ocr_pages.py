@@ -9,6 +9,7 @@ deleted.  Orientation: see :func:`_ocr_one`.
 
 from __future__ import annotations
 
+import io
 import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
@@ -114,11 +115,29 @@ def _save(image: Image.Image, path: Path, dpi: int | None) -> None:
         image.save(path, "PNG", compress_level=1, **extra)
 
 
-def _page_file(run: OcrRun, page: PageImage, attempt: str = "") -> Path:
-    # 1-bit and grey pages stay lossless; colour pages go into a searchable PDF as JPEG (a lossless
-    # colour page image would make it many times bigger than the scan it came from)
-    ext = ".jpg" if run.want_pdf and page.image.mode == "RGB" else ".png"
-    return run.scratch / f"page-{page.index + 1:05d}{attempt}{ext}"
+def _page_file(run: OcrRun, page: PageImage) -> Path:
+    return run.scratch / f"page-{page.index + 1:05d}.png"  # lossless: OCR reads exactly the pixels
+
+
+def searchable_page(image: Image.Image, text_pdf: bytes, dpi: int | None) -> bytes:
+    """One PDF page: the page image (JPEG, or lossless when bilevel) under tesseract's invisible text.
+
+    The text layer is scaled onto the image page, so both agree whatever resolution either assumed.
+    """
+    from pypdf import PdfReader, PdfWriter, Transformation
+
+    buf = io.BytesIO()
+    jpeg = {} if image.mode == "1" else {"quality": 85}  # Pillow stores bilevel pages as CCITT G4
+    image.save(buf, "PDF", resolution=float(dpi or 300), **jpeg)
+    writer = PdfWriter(clone_from=io.BytesIO(buf.getvalue()))
+    page = writer.pages[0]
+    text = PdfReader(io.BytesIO(text_pdf)).pages[0]
+    sx = float(page.mediabox.width) / float(text.mediabox.width)
+    sy = float(page.mediabox.height) / float(text.mediabox.height)
+    page.merge_transformed_page(text, Transformation().scale(sx, sy))
+    out = io.BytesIO()
+    writer.write(out)
+    return out.getvalue()
 
 
 def _ocr_file(run: OcrRun, path: Path, dpi: int | None, what: str) -> PageResult:
@@ -176,7 +195,9 @@ def _ocr_one(page: PageImage, run: OcrRun) -> OcrPage:
                 _save(turned, path, page.dpi)
                 second = _ocr_file(run, path, page.dpi, what)
                 if second.mean_conf >= result.mean_conf:
-                    result, rotated = second, osd.rotate
+                    result, rotated, image = second, osd.rotate, turned
+        if result.pdf is not None:
+            result.pdf = searchable_page(image, result.pdf, page.dpi)  # the page as read, upright
         return OcrPage(page.index, result, rotated=rotated, osd=osd, dpi=page.dpi)
     finally:
         path.unlink(missing_ok=True)

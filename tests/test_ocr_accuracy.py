@@ -108,6 +108,15 @@ def test_searchable_pdfs(processed: tuple[Path, dict[str, SourceResult]]) -> Non
             )
             if name == "phototest-rotated-R.png":
                 assert page.width > page.height  # the page was turned upright
+            if name == "scan.pdf":  # same page size as the source; text sits on the words it transcribes
+                assert (round(page.width), round(page.height)) == (612, 792)
+                first = page.extract_words()[0]
+                ocr_first = words_json(ws, results[name])["pages"][0]["words"][0]
+                assert first["text"] == ocr_first["text"] == "Minutes"
+                assert (
+                    abs(first["x0"] - ocr_first["bbox"][0]) < 3
+                    and abs(first["top"] - ocr_first["bbox"][1]) < 4
+                )
     # document.pdf: text-layer pages are copied as they are
     out = outputs(ws, results["document.pdf"])["searchable"]
     with (

@@ -205,7 +205,8 @@ def recognize(
     tessdata_dir: str | None = None,
     what: str = "page",
 ) -> PageResult:
-    """OCR one page image in one pass: text, words (TSV) and, if asked, a one-page searchable PDF.
+    """OCR one page image in one pass: text, words (TSV) and, if asked, a one-page PDF holding only
+    the invisible text layer (``textonly_pdf``: the caller puts it over the page image it chooses).
 
     Outputs are written next to ``image`` (scratch) and deleted once read.
     """
@@ -221,6 +222,7 @@ def recognize(
         "--psm",
         str(psm),
         *(["--dpi", str(dpi)] if dpi else []),
+        *(["-c", "textonly_pdf=1"] if want_pdf else []),
         *renderers,
     ]
     outputs = [base.with_suffix(f".{r}") for r in renderers]
