@@ -18,7 +18,7 @@ import io
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from config.errors import BadInputError, MediaWorkerError
 from config.ocr import OUTPUTS
@@ -27,6 +27,12 @@ from pipelines.spec import Job, Pipeline, PlannedOutput, SourceInfo, check_deadl
 
 IMAGE_SUFFIXES = frozenset({"png", "jpg", "jpeg", "jpe", "tif", "tiff", "bmp", "webp", "gif"})
 PDF_SUFFIXES = frozenset({"pdf"})
+if TYPE_CHECKING:
+    from PIL import Image
+
+    from pipelines._exec.tesseract import Word
+    from pipelines.ocr_pages import OcrPage, OcrRun, PageImage
+
 JSON_FORMAT = "media-worker-ocr/1"
 # tesseract OSD script -> language packs that read it (a page in another script gets a warning)
 SCRIPT_LANGUAGES: dict[str, frozenset[str]] = {
@@ -73,15 +79,6 @@ class PageOut:
             "text": self.text,
             "words": self.words,
         }
-
-
-def available_cpus() -> int:
-    import os
-
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # pragma: no cover - not Linux
-        return os.cpu_count() or 1
 
 
 class OcrPipeline(Pipeline):
@@ -161,7 +158,7 @@ def document_text(pages: list[PageOut]) -> str:
 # ---------------------------------------------------------------------------------------------- runs
 
 
-def _ocr_run(job: Job) -> Any:
+def _ocr_run(job: Job) -> OcrRun:
     from pipelines.ocr_pages import OcrRun
 
     return OcrRun(
@@ -173,6 +170,8 @@ def _ocr_run(job: Job) -> Any:
 
 
 def _workers(job: Job) -> int:
+    from pipelines.batch import available_cpus
+
     return job.settings.ocr.workers or available_cpus()
 
 
@@ -188,7 +187,7 @@ def _script_warnings(script: str | None, languages: list[str]) -> list[str]:
     ]
 
 
-def _from_ocr(page: Any, *, unit: Literal["pt", "px"], scale: float, languages: list[str]) -> PageOut:
+def _from_ocr(page: OcrPage, *, unit: Literal["pt", "px"], scale: float, languages: list[str]) -> PageOut:
     r = page.result
     script = page.osd.script if page.osd is not None else None
     return PageOut(
@@ -207,7 +206,7 @@ def _from_ocr(page: Any, *, unit: Literal["pt", "px"], scale: float, languages: 
     )
 
 
-def _ocr_words(words: list[Any], scale: float) -> list[dict[str, Any]]:
+def _ocr_words(words: list[Word], scale: float) -> list[dict[str, Any]]:
     return [
         {
             "text": w.text,
@@ -222,7 +221,7 @@ def _ocr_words(words: list[Any], scale: float) -> list[dict[str, Any]]:
 
 
 def _run_pdf(job: Job, data: bytes) -> list[PageOut]:
-    from pipelines.ocr_pages import OcrPage, PageImage, ocr_pages
+    from pipelines.ocr_pages import PageImage, ocr_pages
     from pipelines.pdf import PdfDocument, has_usable_text
 
     s = job.settings.ocr
@@ -268,24 +267,21 @@ def _run_pdf(job: Job, data: bytes) -> list[PageOut]:
 
 
 def _run_image(job: Job, data: bytes) -> list[PageOut]:
-    from pipelines.ocr_pages import OcrPage, PageImage, ocr_pages
+    from pipelines.ocr_pages import ocr_pages
 
     s = job.settings.ocr
     out: dict[int, PageOut] = {}
-    frames = _image_pages(
+    n, frames = _image_pages(
         data,
         max_pixels=job.settings.limits.max_image_pixels,
         max_pages=s.max_pages,
         max_page_pixels=s.max_page_pixels,
     )
-    n = next(frames)  # the frame count comes first
-    assert isinstance(n, int)
 
     def pages() -> Iterator[PageImage]:
-        for item in frames:
-            assert not isinstance(item, int)
-            check_deadline(job, f"page {item.index + 1}")
-            yield item
+        for page in frames:
+            check_deadline(job, f"page {page.index + 1}")
+            yield page
 
     def record(page: OcrPage) -> None:
         out[page.index] = _from_ocr(page, unit="px", scale=1, languages=s.languages)
@@ -295,18 +291,26 @@ def _run_image(job: Job, data: bytes) -> list[PageOut]:
     return [out[i] for i in range(n)]
 
 
-def _image_pages(data: bytes, *, max_pixels: int, max_pages: int, max_page_pixels: int) -> Iterator[Any]:
-    """Yields the page count, then each frame (every page of a multi-page TIFF) as a PageImage."""
-    from PIL import ImageOps, ImageSequence
-
-    from pipelines.imaging import _decoding, _flatten, _normalize_mode, open_image
-    from pipelines.ocr_pages import PageImage
+def _image_pages(
+    data: bytes, *, max_pixels: int, max_pages: int, max_page_pixels: int
+) -> tuple[int, Iterator[PageImage]]:
+    """The page count (every page of a multi-page TIFF; other formats: the first frame) and the pages,
+    decoded one at a time as mode 1, L or RGB."""
+    from pipelines.imaging import open_image
 
     im = open_image(data, max_pixels=min(max_pixels, max_page_pixels))
     n = getattr(im, "n_frames", 1) if im.format == "TIFF" else 1  # GIF/WebP frames are animation, not pages
     if n > max_pages:
         raise BadInputError(f"the image has {n} pages, over ocr.max_pages = {max_pages}")
-    yield n
+    return n, _decode_pages(im, n, max_page_pixels)
+
+
+def _decode_pages(im: Image.Image, n: int, max_page_pixels: int) -> Iterator[PageImage]:
+    from PIL import ImageOps, ImageSequence
+
+    from pipelines.imaging import _decoding, _flatten, _normalize_mode
+    from pipelines.ocr_pages import PageImage
+
     dpi = _dpi(im.info.get("dpi"))
     for i, frame in enumerate(ImageSequence.Iterator(im)):
         if i >= n:
@@ -320,9 +324,7 @@ def _image_pages(data: bytes, *, max_pixels: int, max_pages: int, max_page_pixel
         page = frame.copy()
         if i == 0 and im.format in ("JPEG", "MPO"):
             page = _decoding("apply EXIF orientation", lambda p=page: ImageOps.exif_transpose(p))  # type: ignore[misc]
-        if page.mode == "1" and not page.has_transparency_data:
-            pass  # bilevel scans stay 1-bit: tesseract reads them as they are, and PDFs stay small
-        else:
+        if page.mode != "1" or page.has_transparency_data:  # bilevel scans stay 1-bit (small PDFs)
             page = _flatten(_normalize_mode(page), (255, 255, 255))
         yield PageImage(i, page, _dpi(frame.info.get("dpi")) or dpi)
 
