@@ -60,6 +60,7 @@ class PageOut:
     height: float
     unit: Literal["pt", "px"]
     rotation: int = 0  # degrees clockwise the page was turned to read upright
+    dpi: int | None = None  # resolution the page was OCR'd at (when known)
     confidence: float | None = None
     script: str | None = None  # from tesseract OSD, when it ran for this page
     warnings: list[str] = field(default_factory=list)
@@ -72,6 +73,7 @@ class PageOut:
             "width": self.width,
             "height": self.height,
             "unit": self.unit,
+            "dpi": self.dpi,
             "rotation": self.rotation,
             "confidence": self.confidence,
             "script": self.script,
@@ -126,7 +128,6 @@ class OcrPipeline(Pipeline):
 
     def _write(self, job: Job, pages: list[PageOut], data: bytes) -> None:
         s = job.settings.ocr
-        methods = {p.method for p in pages}
         meta = {
             "pages": len(pages),
             "ocr_pages": sum(p.method == "ocr" for p in pages),
@@ -139,7 +140,6 @@ class OcrPipeline(Pipeline):
                 "format": JSON_FORMAT,
                 "source": job.source.relpath,
                 "languages": s.languages,
-                "dpi": s.dpi if job.source.suffix in PDF_SUFFIXES and "ocr" in methods else None,
                 "pages": [p.to_json() for p in pages],
             }
             blob = json.dumps(doc, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
@@ -148,6 +148,17 @@ class OcrPipeline(Pipeline):
             password = s.password.get_secret_value() if s.password else None
             blob = merge_searchable(pages, data if job.source.suffix in PDF_SUFFIXES else None, password)
             job.write_output(self.name, "searchable", blob, ext="pdf", **meta)
+
+
+MIN_SCAN_DPI = 150
+
+
+def page_dpi(configured: int, image_dpi: float | None) -> int:
+    """Render resolution for OCR: a scanned page at its scan's own resolution (more pixels than the
+    scanner made add nothing but tesseract time), never above ``ocr.dpi`` nor below 150."""
+    if image_dpi is None:
+        return configured
+    return min(configured, max(MIN_SCAN_DPI, round(image_dpi)))
 
 
 def document_text(pages: list[PageOut]) -> str:
@@ -199,6 +210,7 @@ def _from_ocr(page: OcrPage, *, unit: Literal["pt", "px"], scale: float, languag
         round(r.height * scale, 2),
         unit,
         rotation=page.rotated,
+        dpi=page.dpi,
         confidence=round(r.mean_conf, 2),
         script=script,
         warnings=_script_warnings(script, languages),
@@ -255,11 +267,14 @@ def _run_pdf(job: Job, data: bytes) -> list[PageOut]:
                     )
                     progress(f"page {i + 1}/{n}: text layer")
                     continue
-                image = doc.render(i, scale=s.dpi / 72, max_pixels=s.max_page_pixels)
-                yield PageImage(i, image, s.dpi)
+                dpi = page_dpi(s.dpi, layer.image_dpi if layer is not None else None)
+                image = doc.render(i, scale=dpi / 72, max_pixels=s.max_page_pixels)
+                yield PageImage(i, image, dpi)
 
         def record(page: OcrPage) -> None:
-            out[page.index] = _from_ocr(page, unit="pt", scale=72 / s.dpi, languages=s.languages)
+            out[page.index] = _from_ocr(
+                page, unit="pt", scale=72 / (page.dpi or s.dpi), languages=s.languages
+            )
             progress(f"page {page.index + 1}/{n}: OCR")
 
         ocr_pages(pages_needing_ocr(), _ocr_run(job), workers=_workers(job), on_done=record)

@@ -33,6 +33,7 @@ class TextLayer:
     height: float
     readable_chars: int
     has_images: bool
+    image_dpi: float | None  # resolution of the largest-resolution image covering >= 1/4 of the page
     turned: int  # degrees clockwise the text was turned to read upright (0 for normal pages)
 
 
@@ -99,7 +100,7 @@ class PdfDocument:
 
         page = self.plumber.pages[index]
         try:
-            chars, has_images = _layout_chars(page)
+            chars, images = _layout_chars(page)
             x0, top, x1, bottom = box = _visible_box(page)
             if box != tuple(float(v) for v in page.bbox):
                 chars = [
@@ -133,7 +134,8 @@ class PdfDocument:
             width=round(width, 2),
             height=round(height, 2),
             readable_chars=readable,
-            has_images=has_images,
+            has_images=bool(images),
+            image_dpi=max((d for d, a in images if a >= 0.25 * width * height and d > 0), default=None),
             turned=turn,
         )
 
@@ -156,9 +158,37 @@ class PdfDocument:
             raise BadInputError(f"page {index + 1} has no area ({_page_size_note(w, h)})")
         try:
             bitmap = self.pdfium[index].render(scale=scale, may_draw_forms=True)
-            return bitmap.to_pil().convert("RGB")
+            return _grey_if_grey(bitmap.to_pil().convert("RGB"))
         except Exception as exc:
             raise BadInputError(f"page {index + 1} cannot be rendered: {exc}") from None
+
+
+def _image_dpi_area(obj: Any) -> tuple[float, float]:
+    """(resolution in dpi, displayed area in pt²) of a pdfminer LTImage; dpi 0 when unknown."""
+    from pdfminer.pdftypes import resolve1
+
+    area = max(0.0, float(obj.width)) * max(0.0, float(obj.height))
+    try:
+        sw, sh = (resolve1(v) for v in obj.srcsize)
+        pixels = float(sw) * float(sh)
+    except (TypeError, ValueError):
+        return 0.0, area
+    return (72 * (pixels / area) ** 0.5 if area > 0 and pixels > 0 else 0.0), area
+
+
+def _grey_if_grey(im: Image.Image) -> Image.Image:
+    """Mode L when the page has no colour (a grey scan, black text): a third of the pixels to encode."""
+    from PIL import ImageChops
+
+    r, g, b = im.reduce(8).split()
+    spread = max(_top(ImageChops.difference(r, g)), _top(ImageChops.difference(g, b)))
+    return im.convert("L") if spread <= 8 else im
+
+
+def _top(band: Image.Image) -> int:
+    """Largest value of a single-band image."""
+    hist = band.histogram()
+    return max((v for v, n in enumerate(hist) if n), default=0)
 
 
 def _readable(text: str) -> bool:
@@ -206,9 +236,9 @@ def _visible_box(page: Any) -> tuple[float, float, float, float]:
     return box
 
 
-def _layout_chars(page: Any) -> tuple[list[dict[str, Any]], bool]:
+def _layout_chars(page: Any) -> tuple[list[dict[str, Any]], list[tuple[float, float]]]:
     """The page's characters as pdfplumber char dicts (only the keys its text functions use), and
-    whether the page shows any image.
+    (resolution in dpi, area in pt²) of each image the page shows.
 
     Built from ``page.layout`` (pdfminer's layout of the page) directly: pdfplumber's ``page.chars``
     gives the same coordinates but converts every attribute of every object, about 3x slower.
@@ -218,7 +248,7 @@ def _layout_chars(page: Any) -> tuple[list[dict[str, Any]], bool]:
     height = float(page.height)
     mb_x0, mb_top = float(page.mediabox[0]), float(page.mediabox[1])
     chars: list[dict[str, Any]] = []
-    images = False
+    images: list[tuple[float, float]] = []
     stack: list[Any] = [iter(page.layout)]
     while stack:
         obj = next(stack[-1], None)
@@ -244,7 +274,7 @@ def _layout_chars(page: Any) -> tuple[list[dict[str, Any]], bool]:
                 }
             )
         elif isinstance(obj, LTImage):
-            images = True
+            images.append(_image_dpi_area(obj))
         elif isinstance(obj, LTContainer):
             stack.append(iter(obj))
     return chars, images
