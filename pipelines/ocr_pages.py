@@ -165,6 +165,16 @@ def looks_wrong(result: PageResult) -> bool:
 
 
 def _ocr_one(page: PageImage, run: OcrRun) -> OcrPage:
+    """OCR one page; a tesseract cut short by the job's deadline (not the per-page limit) is a job timeout."""
+    try:
+        return _ocr_page(page, run)
+    except tesseract.PageTimeoutError:
+        if run.deadline is not None and time.monotonic() >= run.deadline - 0.1:
+            raise JobTimeoutError(f"deadline reached during OCR of page {page.index + 1}") from None
+        raise
+
+
+def _ocr_page(page: PageImage, run: OcrRun) -> OcrPage:
     """OCR one page; orientation per settings.
 
     'always': OSD first, rotate, then OCR.  'auto': OCR; if the result looks sideways or reads badly,

@@ -20,7 +20,9 @@ class ThumbnailPipeline(Pipeline):
 
     name: ClassVar[str] = "thumbnails"
     version: ClassVar[str] = "1"
-    description: ClassVar[str] = "Image thumbnails (Pillow): sizes x formats, one decode, JPEG draft mode"
+    description: ClassVar[str] = (
+        "Image and PDF first-page thumbnails (Pillow, pypdfium2): sizes x formats, one decode"
+    )
 
     def accepts(self, source: SourceInfo, settings: Settings) -> bool | str:
         ok = source.suffix in IMAGE_SUFFIXES or source.suffix in DOCUMENT_SUFFIXES
