@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import io
 import json
+import logging
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
@@ -32,7 +33,9 @@ if TYPE_CHECKING:
 
     from pipelines._exec.tesseract import Word
     from pipelines.ocr_pages import OcrPage, OcrRun, PageImage
+    from pipelines.pdf import PdfDocument, TextLayer
 
+log = logging.getLogger(__name__)
 JSON_FORMAT = "media-worker-ocr/1"
 # tesseract OSD script -> language packs that read it (a page in another script gets a warning)
 SCRIPT_LANGUAGES: dict[str, frozenset[str]] = {
@@ -253,7 +256,7 @@ def _run_pdf(job: Job, data: bytes) -> list[PageOut]:
         def pages_needing_ocr() -> Iterator[PageImage]:
             for i in range(n):
                 check_deadline(job, f"page {i + 1}")
-                layer = None if s.force_ocr else doc.text_layer(i)
+                layer = None if s.force_ocr else _text_layer_or_none(doc, i)
                 if layer is not None and has_usable_text(layer, s.text_layer_min_chars):
                     out[i] = PageOut(
                         i + 1,
@@ -279,6 +282,15 @@ def _run_pdf(job: Job, data: bytes) -> list[PageOut]:
 
         ocr_pages(pages_needing_ocr(), _ocr_run(job), workers=_workers(job), on_done=record)
     return [out[i] for i in range(n)]
+
+
+def _text_layer_or_none(doc: PdfDocument, index: int) -> TextLayer | None:
+    """The page's text layer; None (so the page is OCR'd) when pdfminer cannot parse its content."""
+    try:
+        return doc.text_layer(index)
+    except BadInputError as exc:
+        log.warning("%s; OCR'ing the page instead", exc)
+        return None
 
 
 def _run_image(job: Job, data: bytes) -> list[PageOut]:
