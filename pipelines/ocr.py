@@ -68,6 +68,7 @@ class PageOut:
     script: str | None = None  # from tesseract OSD, when it ran for this page
     warnings: list[str] = field(default_factory=list)
     pdf: bytes | None = field(default=None, repr=False)
+    pdf_text_only: bool = False  # ``pdf`` is a text layer to lay over the source's own page
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -218,6 +219,7 @@ def _from_ocr(page: OcrPage, *, unit: Literal["pt", "px"], scale: float, languag
         script=script,
         warnings=_script_warnings(script, languages),
         pdf=r.pdf,
+        pdf_text_only=page.text_only_pdf,
     )
 
 
@@ -241,6 +243,7 @@ def _run_pdf(job: Job, data: bytes) -> list[PageOut]:
 
     s = job.settings.ocr
     password = s.password.get_secret_value() if s.password else None
+    want_pdf = "pdf" in s.outputs
     out: dict[int, PageOut] = {}
     with PdfDocument(data, password=password) as doc:
         n = doc.n_pages
@@ -272,7 +275,7 @@ def _run_pdf(job: Job, data: bytes) -> list[PageOut]:
                     continue
                 dpi = page_dpi(s.dpi, layer.image_dpi if layer is not None else None)
                 image = doc.render(i, scale=dpi / 72, max_pixels=s.max_page_pixels)
-                yield PageImage(i, image, dpi)
+                yield PageImage(i, image, dpi, onto_source_page=want_pdf and doc.rotation(i) == 0)
 
         def record(page: OcrPage) -> None:
             out[page.index] = _from_ocr(
@@ -369,15 +372,21 @@ def _dpi(value: Any) -> int | None:
 
 
 def merge_searchable(pages: list[PageOut], source_pdf: bytes | None, password: str | None) -> bytes:
-    """One PDF: tesseract's page PDFs for OCR'd pages, the source's own pages for text-layer pages."""
-    from pypdf import PdfReader, PdfWriter
+    """One PDF from the pages' parts.
+
+    * text-layer pages: the source's own page (turned upright if its text ran sideways);
+    * OCR'd pages of unrotated PDF pages: the source's own page with tesseract's invisible text laid
+      over it (the scan keeps its original image and size);
+    * other OCR'd pages (images, /Rotate pages, pages OSD turned): the page image under the text.
+    """
+    from pypdf import PdfReader, PdfWriter, Transformation
     from pypdf.errors import PyPdfError
 
     writer = PdfWriter()
     reader: PdfReader | None = None
     for p in pages:
         try:
-            if p.pdf is not None:
+            if p.pdf is not None and not p.pdf_text_only:
                 writer.add_page(PdfReader(io.BytesIO(p.pdf)).pages[0])
                 continue
             if source_pdf is None:
@@ -387,7 +396,14 @@ def merge_searchable(pages: list[PageOut], source_pdf: bytes | None, password: s
                 if reader.is_encrypted:
                     reader.decrypt(password or "")
             added = writer.add_page(reader.pages[p.number - 1])
-            if p.rotation:
+            if p.pdf is not None:  # text-only layer in displayed-page points: onto the crop box
+                text = PdfReader(io.BytesIO(p.pdf)).pages[0]
+                x0, y0, x1, y1 = (float(v) for v in added.cropbox)
+                left, bottom = min(x0, x1), min(y0, y1)  # corners may come in any order (inverted boxes)
+                sx = abs(x1 - x0) / float(text.mediabox.width)
+                sy = abs(y1 - y0) / float(text.mediabox.height)
+                added.merge_transformed_page(text, Transformation().scale(sx, sy).translate(left, bottom))
+            elif p.rotation:
                 added.rotate(p.rotation)
         except (PyPdfError, ValueError, KeyError, TypeError) as exc:
             raise BadInputError(f"page {p.number}: cannot be copied into the searchable PDF: {exc}") from None

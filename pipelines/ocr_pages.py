@@ -13,7 +13,7 @@ import io
 import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from PIL import Image
@@ -34,6 +34,9 @@ class PageImage:
     index: int
     image: Image.Image
     dpi: int | None
+    # the searchable PDF will lay the text over the source's own PDF page (unrotated PDF pages):
+    # keep tesseract's text-only layer instead of building an image page
+    onto_source_page: bool = False
 
 
 @dataclass
@@ -45,7 +48,7 @@ class OcrPage:
     rotated: int = 0  # degrees clockwise applied to make the page upright
     osd: Orientation | None = None
     dpi: int | None = None
-    extra: dict[str, object] = field(default_factory=dict)
+    text_only_pdf: bool = False  # result.pdf is tesseract's text layer alone, for the source page
 
 
 @dataclass(frozen=True)
@@ -206,8 +209,9 @@ def _ocr_page(page: PageImage, run: OcrRun) -> OcrPage:
                 second = _ocr_file(run, path, page.dpi, what)
                 if second.mean_conf >= result.mean_conf:
                     result, rotated, image = second, osd.rotate, turned
-        if result.pdf is not None:
+        text_only = result.pdf is not None and page.onto_source_page and rotated == 0
+        if result.pdf is not None and not text_only:
             result.pdf = searchable_page(image, result.pdf, page.dpi)  # the page as read, upright
-        return OcrPage(page.index, result, rotated=rotated, osd=osd, dpi=page.dpi)
+        return OcrPage(page.index, result, rotated=rotated, osd=osd, dpi=page.dpi, text_only_pdf=text_only)
     finally:
         path.unlink(missing_ok=True)

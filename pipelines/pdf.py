@@ -145,6 +145,10 @@ class PdfDocument:
         w, h = self.pdfium[index].get_size()
         return float(w), float(h)
 
+    def rotation(self, index: int) -> int:
+        """The page's /Rotate (0, 90, 180 or 270)."""
+        return int(self.pdfium[index].get_rotation())
+
     def render(self, index: int, *, scale: float, max_pixels: int | None = None) -> Image.Image:
         """The page as displayed, at ``scale`` pixels per point, as an RGB image."""
         w, h = self.page_size(index)

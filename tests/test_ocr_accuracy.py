@@ -108,8 +108,10 @@ def test_searchable_pdfs(processed: tuple[Path, dict[str, SourceResult]]) -> Non
             )
             if name == "phototest-rotated-R.png":
                 assert page.width > page.height  # the page was turned upright
-            if name == "scan.pdf":  # same page size as the source; text sits on the words it transcribes
+            if name == "scan.pdf":  # the source's own page; text sits on the words it transcribes
                 assert (round(page.width), round(page.height)) == (612, 792)
+                assert len(page.images) == 1 and page.images[0]["srcsize"] == (1700, 2200)
+                assert out.stat().st_size < 1.2 * (SAMPLES / "scan.pdf").stat().st_size
                 first = page.extract_words()[0]
                 ocr_first = words_json(ws, results[name])["pages"][0]["words"][0]
                 assert first["text"] == ocr_first["text"] == "Minutes"
