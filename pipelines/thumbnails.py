@@ -11,6 +11,8 @@ MEDIA_TYPES = {"jpeg": ("jpg", "image/jpeg"), "webp": ("webp", "image/webp"), "p
 IMAGE_SUFFIXES = frozenset(
     {"jpg", "jpeg", "jpe", "png", "webp", "gif", "tif", "tiff", "bmp", "avif", "heic", "heif", "mpo", "ico"}
 )
+DOCUMENT_SUFFIXES = frozenset({"pdf"})  # first page, rendered by pypdfium2 (see pipelines.pdf)
+PDF_NATIVE_DPI = 300  # a PDF page's "native" size, which thumbnails never exceed, is its size at 300 dpi
 
 
 class ThumbnailPipeline(Pipeline):
@@ -18,10 +20,13 @@ class ThumbnailPipeline(Pipeline):
 
     name: ClassVar[str] = "thumbnails"
     version: ClassVar[str] = "1"
-    description: ClassVar[str] = "Image thumbnails (Pillow): sizes x formats, one decode, JPEG draft mode"
+    description: ClassVar[str] = (
+        "Image and PDF first-page thumbnails (Pillow, pypdfium2): sizes x formats, one decode"
+    )
 
     def accepts(self, source: SourceInfo, settings: Settings) -> bool | str:
-        return source.suffix in IMAGE_SUFFIXES or f"not an image file type (.{source.suffix})"
+        ok = source.suffix in IMAGE_SUFFIXES or source.suffix in DOCUMENT_SUFFIXES
+        return ok or f"not an image or PDF file type (.{source.suffix})"
 
     def tool_versions(self) -> dict[str, str]:
         import PIL
@@ -48,16 +53,36 @@ class ThumbnailPipeline(Pipeline):
         t = job.settings.thumbnails
         data = job.read_source()
         check_deadline(job, "decoding")
-        rendered = render_thumbnails(
-            data,
-            boxes=dict(t.sizes),
-            formats=list(t.formats),
-            max_pixels=job.settings.limits.max_image_pixels,
-            jpeg_quality=t.jpeg_quality,
-            webp_quality=t.webp_quality,
-            progressive=t.progressive,
-            background=t.background,
-        )
+        if job.source.suffix in DOCUMENT_SUFFIXES:
+            rendered = _pdf_thumbnails(job, data)
+        else:
+            rendered = render_thumbnails(
+                data,
+                boxes=dict(t.sizes),
+                formats=list(t.formats),
+                max_pixels=job.settings.limits.max_image_pixels,
+                jpeg_quality=t.jpeg_quality,
+                webp_quality=t.webp_quality,
+                progressive=t.progressive,
+                background=t.background,
+            )
         check_deadline(job, "writing thumbnails")
         for (size, fmt), (blob, (w, h)) in rendered.items():
             job.write_output(self.name, size, blob, ext=MEDIA_TYPES[fmt][0], width=w, height=h)
+
+
+def _pdf_thumbnails(job: Job, data: bytes) -> dict[tuple[str, str], tuple[bytes, tuple[int, int]]]:
+    """Page 1 of a PDF through the same sizes, formats and encoders as images."""
+    from pipelines.pdf import pdf_thumbnails
+
+    t, ocr = job.settings.thumbnails, job.settings.ocr  # the PDF password is the one OCR uses
+    return pdf_thumbnails(
+        data,
+        boxes=dict(t.sizes),
+        formats=list(t.formats),
+        dpi=PDF_NATIVE_DPI,
+        password=ocr.password.get_secret_value() if ocr.password else None,
+        quality={"jpeg": t.jpeg_quality, "webp": t.webp_quality, "png": 0},
+        progressive=t.progressive,
+        background=t.background,
+    )

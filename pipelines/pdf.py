@@ -1,0 +1,364 @@
+"""PDFs from bytes: open (password, clean errors), text layers, page rendering, first-page thumbnails.
+
+No file I/O: the caller reads the source once and hands over the bytes.  pdfplumber reads text
+layers; pypdfium2 (which pdfplumber depends on) renders pages; pypdf copies pages into searchable
+PDFs.  pdfium and pdfplumber are not thread-safe: use one :class:`PdfDocument` from one thread.
+
+Coordinates are PDF points of the page as displayed (``/Rotate`` applied, origin top-left).
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+from collections import Counter
+from dataclasses import dataclass
+from typing import Any
+
+from PIL import Image
+
+from config.errors import BadInputError
+
+log = logging.getLogger(__name__)
+HEADER_WINDOW = 1024  # readers accept "%PDF-" anywhere in the first KiB
+
+
+@dataclass
+class TextLayer:
+    """A page's text layer, upright: text, words with boxes (points), page size (points)."""
+
+    text: str
+    words: list[dict[str, Any]]
+    width: float
+    height: float
+    readable_chars: int
+    has_images: bool
+    image_dpi: float | None  # resolution of the largest-resolution image covering >= 1/4 of the page
+    turned: int  # degrees clockwise the text was turned to read upright (0 for normal pages)
+
+
+def _page_size_note(w: float, h: float) -> str:
+    return f"{w:.0f}x{h:.0f} pt"
+
+
+class PdfDocument:
+    """One open PDF: pdfplumber for text, pdfium for pixels."""
+
+    def __init__(self, data: bytes, *, password: str | None = None) -> None:
+        import pdfplumber
+        import pypdfium2 as pdfium
+
+        if not data:
+            raise BadInputError("empty file (0 bytes): not a PDF")
+        if b"%PDF-" not in data[:HEADER_WINDOW]:
+            raise BadInputError("not a PDF (no %PDF- header in the first 1 KiB)")
+        self.data = data
+        self.password = password
+        self.encrypted = False
+        try:
+            self.pdfium = pdfium.PdfDocument(data)
+        except pdfium.PdfiumError as exc:
+            if "password" not in str(exc).lower():
+                raise BadInputError(f"not a readable PDF: {exc}") from None
+            self.encrypted = True
+            if not password:
+                raise BadInputError(
+                    "the PDF is encrypted and needs a password: set ocr.password "
+                    "(MEDIA_WORKER_OCR__PASSWORD) to process it"
+                ) from None
+            try:
+                self.pdfium = pdfium.PdfDocument(data, password=password)
+            except pdfium.PdfiumError:
+                raise BadInputError("the PDF is encrypted and ocr.password does not open it") from None
+        try:
+            self.plumber = pdfplumber.open(io.BytesIO(data), password=password if self.encrypted else "")
+            self.n_pages = len(self.plumber.pages)
+        except Exception as exc:  # pdfminer raises a zoo of exception types for broken files
+            self.pdfium.close()
+            raise BadInputError(f"not a readable PDF: {type(exc).__name__}: {exc}".rstrip(": ")) from None
+        if self.n_pages != len(self.pdfium):
+            log.warning("pdfplumber sees %d pages, pdfium %d", self.n_pages, len(self.pdfium))
+            self.n_pages = min(self.n_pages, len(self.pdfium))
+        if self.n_pages == 0:
+            self.close()
+            raise BadInputError("the PDF has no pages")
+
+    def close(self) -> None:
+        self.plumber.close()
+        self.pdfium.close()
+
+    def __enter__(self) -> PdfDocument:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- text layer ----------------------------------------------------------------------------
+    def text_layer(self, index: int) -> TextLayer:
+        """The page's text layer, turned upright if its text runs sideways or upside down."""
+        from pdfplumber.utils import chars_to_textmap, extract_words
+
+        page = self.plumber.pages[index]
+        try:
+            chars, images = _layout_chars(page)
+            x0, top, x1, bottom = box = _visible_box(page)
+            if box != tuple(float(v) for v in page.bbox):
+                chars = [
+                    c
+                    for c in chars
+                    if x0 <= (c["x0"] + c["x1"]) / 2 <= x1 and top <= (c["top"] + c["bottom"]) / 2 <= bottom
+                ]
+            width, height = x1 - x0, bottom - top
+            readable = sum(1 for c in chars if _readable(c["text"]))
+            turn = _text_turn(chars)
+            chars = [_turn_char(c, turn, width, height, x0, top) for c in chars]
+            if turn in (90, 270):
+                width, height = height, width
+            bbox = (0.0, 0.0, width, height)
+            text = chars_to_textmap(
+                chars, layout_bbox=bbox, layout_width=width, layout_height=height
+            ).as_string
+            words = extract_words(chars)
+        except Exception as exc:  # pdfminer raises a zoo of exception types for broken content
+            raise BadInputError(f"page {index + 1}: cannot read its text layer: {exc}") from None
+        return TextLayer(
+            text=text,
+            words=[
+                {
+                    "text": w["text"],
+                    "conf": None,
+                    "bbox": [round(w["x0"], 2), round(w["top"], 2), round(w["x1"], 2), round(w["bottom"], 2)],
+                }
+                for w in words
+            ],
+            width=round(width, 2),
+            height=round(height, 2),
+            readable_chars=readable,
+            has_images=bool(images),
+            image_dpi=max((d for d, a in images if a >= 0.25 * width * height and d > 0), default=None),
+            turned=turn,
+        )
+
+    # -- pixels --------------------------------------------------------------------------------
+    def page_size(self, index: int) -> tuple[float, float]:
+        """Displayed page size in points (crop box, /Rotate applied)."""
+        w, h = self.pdfium[index].get_size()
+        return float(w), float(h)
+
+    def rotation(self, index: int) -> int:
+        """The page's /Rotate (0, 90, 180 or 270)."""
+        return int(self.pdfium[index].get_rotation())
+
+    def render(self, index: int, *, scale: float, max_pixels: int | None = None) -> Image.Image:
+        """The page as displayed, at ``scale`` pixels per point, as an RGB image."""
+        w, h = self.page_size(index)
+        pw, ph = round(w * scale), round(h * scale)
+        if max_pixels is not None and pw * ph > max_pixels:
+            raise BadInputError(
+                f"page {index + 1} ({_page_size_note(w, h)}) renders to {pw}x{ph} = {pw * ph} pixels, "
+                f"over ocr.max_page_pixels = {max_pixels}"
+            )
+        if pw < 1 or ph < 1:
+            raise BadInputError(f"page {index + 1} has no area ({_page_size_note(w, h)})")
+        try:
+            bitmap = self.pdfium[index].render(scale=scale, may_draw_forms=True)
+            return _grey_if_grey(bitmap.to_pil().convert("RGB"))
+        except Exception as exc:
+            raise BadInputError(f"page {index + 1} cannot be rendered: {exc}") from None
+
+
+def _image_dpi_area(obj: Any) -> tuple[float, float]:
+    """(resolution in dpi, displayed area in pt²) of a pdfminer LTImage; dpi 0 when unknown."""
+    from pdfminer.pdftypes import resolve1
+
+    area = max(0.0, float(obj.width)) * max(0.0, float(obj.height))
+    try:
+        sw, sh = (resolve1(v) for v in obj.srcsize)
+        pixels = float(sw) * float(sh)
+    except (TypeError, ValueError):
+        return 0.0, area
+    return (72 * (pixels / area) ** 0.5 if area > 0 and pixels > 0 else 0.0), area
+
+
+def _grey_if_grey(im: Image.Image) -> Image.Image:
+    """Mode L when the page has no colour (a grey scan, black text): a third of the pixels to encode."""
+    from PIL import ImageChops
+
+    r, g, b = im.reduce(8).split()
+    spread = max(_top(ImageChops.difference(r, g)), _top(ImageChops.difference(g, b)))
+    return im.convert("L") if spread <= 8 else im
+
+
+def _top(band: Image.Image) -> int:
+    """Largest value of a single-band image."""
+    hist = band.histogram()
+    return max((v for v, n in enumerate(hist) if n), default=0)
+
+
+def _readable(text: str) -> bool:
+    return bool(text.strip()) and not text.startswith("(cid:") and "\ufffd" not in text and text.isprintable()
+
+
+def has_usable_text(layer: TextLayer, min_chars: int) -> bool:
+    """True when extracting beats OCR: enough readable characters (glyphs without a Unicode map
+    don't count), or some readable text and no image on the page for OCR to find more in."""
+    return layer.readable_chars >= min_chars or (layer.readable_chars > 0 and not layer.has_images)
+
+
+def _visible_box(page: Any) -> tuple[float, float, float, float]:
+    """The part of the page a viewer shows: its crop box within its media box (x0, top, x1, bottom).
+
+    pdfplumber's own ``cropbox`` is wrong on pages with /Rotate 90/270 (it swaps x and y instead of
+    rotating), so the crop box is mapped here with the same matrix pdfminer applies to the content.
+    """
+    from pdfplumber.utils.pdfinternals import resolve_all
+
+    attrs = page.page_obj.attrs
+    raw_crop, raw_media = resolve_all(attrs.get("CropBox")), page.page_obj.mediabox
+    whole = tuple(float(v) for v in page.bbox)
+    if not raw_crop or not raw_media:  # no crop box: keep everything, even text pdfminer put off the page
+        return whole  # type: ignore[return-value]
+    try:
+        mx0, my0 = min(raw_media[0], raw_media[2]), min(raw_media[1], raw_media[3])
+        mx1, my1 = max(raw_media[0], raw_media[2]), max(raw_media[1], raw_media[3])
+        a, b, c, d, e, f = {
+            90: (0, -1, 1, 0, -my0, mx1),
+            180: (-1, 0, 0, -1, mx1, my1),
+            270: (0, 1, -1, 0, my1, -mx0),
+        }.get(page.rotation, (1, 0, 0, 1, -mx0, -my0))
+        pts = [(raw_crop[0], raw_crop[1]), (raw_crop[2], raw_crop[3])]
+        xs = [a * x + c * y + e for x, y in pts]
+        ys = [b * x + d * y + f for x, y in pts]
+        height = float(page.mediabox[3] - page.mediabox[1])
+        box = (min(xs), height - max(ys), max(xs), height - min(ys))
+    except (TypeError, IndexError):
+        return whole  # type: ignore[return-value]  # a malformed crop box: use the whole page
+    x0, top, x1, bottom = whole
+    box = (max(x0, box[0]), max(top, box[1]), min(x1, box[2]), min(bottom, box[3]))
+    if box[2] <= box[0] or box[3] <= box[1]:
+        return whole  # type: ignore[return-value]
+    return box
+
+
+def _layout_chars(page: Any) -> tuple[list[dict[str, Any]], list[tuple[float, float]]]:
+    """The page's characters as pdfplumber char dicts (only the keys its text functions use), and
+    (resolution in dpi, area in pt²) of each image the page shows.
+
+    Built from ``page.layout`` (pdfminer's layout of the page) directly: pdfplumber's ``page.chars``
+    gives the same coordinates but converts every attribute of every object, about 3x slower.
+    """
+    from pdfminer.layout import LTChar, LTContainer, LTImage
+
+    height = float(page.height)
+    mb_x0, mb_top = float(page.mediabox[0]), float(page.mediabox[1])
+    chars: list[dict[str, Any]] = []
+    images: list[tuple[float, float]] = []
+    stack: list[Any] = [iter(page.layout)]
+    while stack:
+        obj = next(stack[-1], None)
+        if obj is None:
+            stack.pop()
+        elif isinstance(obj, LTChar):
+            top, bottom = height - obj.y1 + mb_top, height - obj.y0 + mb_top
+            chars.append(
+                {
+                    "object_type": "char",
+                    "text": obj.get_text(),
+                    "fontname": obj.fontname,
+                    "size": obj.size,
+                    "upright": obj.upright,
+                    "matrix": obj.matrix,
+                    "x0": obj.x0 + mb_x0,
+                    "x1": obj.x1 + mb_x0,
+                    "top": top,
+                    "bottom": bottom,
+                    "doctop": top,
+                    "width": obj.width,
+                    "height": obj.height,
+                }
+            )
+        elif isinstance(obj, LTImage):
+            images.append(_image_dpi_area(obj))
+        elif isinstance(obj, LTContainer):
+            stack.append(iter(obj))
+    return chars, images
+
+
+def _text_turn(chars: list[dict[str, Any]]) -> int:
+    """Degrees clockwise to turn the page so its dominant text direction reads left to right."""
+    votes: Counter[int] = Counter()
+    for c in chars:
+        if not _readable(c["text"]):
+            continue
+        a, b = c["matrix"][0], c["matrix"][1]  # the text direction in PDF space (y up)
+        if abs(a) >= abs(b):
+            votes[0 if a > 0 else 180] += 1
+        else:
+            votes[90 if b > 0 else 270] += 1  # going up the page: turn clockwise
+    if not votes:
+        return 0
+    turn, n = votes.most_common(1)[0]
+    return turn if n * 2 > sum(votes.values()) else 0
+
+
+def _turn_char(
+    c: dict[str, Any], turn: int, w: float, h: float, x_off: float, y_off: float
+) -> dict[str, Any]:
+    """A char with its box turned ``turn`` degrees clockwise on a w x h page (top-left origin)."""
+    x0, x1, top, bottom = c["x0"] - x_off, c["x1"] - x_off, c["top"] - y_off, c["bottom"] - y_off
+    if turn == 90:  # (x, y) -> (h - y, x)
+        nx0, nx1, ntop, nbottom = h - bottom, h - top, x0, x1
+    elif turn == 270:  # (x, y) -> (y, w - x)
+        nx0, nx1, ntop, nbottom = top, bottom, w - x1, w - x0
+    elif turn == 180:  # (x, y) -> (w - x, h - y)
+        nx0, nx1, ntop, nbottom = w - x1, w - x0, h - bottom, h - top
+    else:
+        nx0, nx1, ntop, nbottom = x0, x1, top, bottom
+    out = dict(c)
+    out.update(
+        x0=nx0,
+        x1=nx1,
+        top=ntop,
+        bottom=nbottom,
+        doctop=ntop,
+        upright=True if turn else c["upright"],
+    )
+    return out
+
+
+def pdf_thumbnails(
+    data: bytes,
+    *,
+    boxes: dict[str, tuple[int, int]],
+    formats: list[str],
+    dpi: int,
+    password: str | None,
+    quality: dict[str, int],
+    progressive: bool,
+    background: tuple[int, int, int],
+) -> dict[tuple[str, str], tuple[bytes, tuple[int, int]]]:
+    """Thumbnails of page 1, with the same sizes and encoders as image thumbnails.
+
+    The page's "native" size is its size at ``dpi``: sizes fit inside it and are never larger.
+    """
+    from pipelines.imaging import encode, fit_sizes
+
+    with PdfDocument(data, password=password) as doc:
+        w, h = doc.page_size(0)
+        native = (max(1, round(w * dpi / 72)), max(1, round(h * dpi / 72)))
+        fits = [_fit_scale(native, box) for box in boxes.values()]
+        scale = dpi / 72 * max(fits)  # one render, as big as the largest thumbnail needs
+        page = doc.render(0, scale=scale)
+    sized = fit_sizes(page, boxes)
+    return {
+        (name, fmt): (
+            encode(img, fmt, quality=quality[fmt], progressive=progressive, background=background),
+            img.size,
+        )
+        for name, img in sized.items()
+        for fmt in formats
+    }
+
+
+def _fit_scale(size: tuple[int, int], box: tuple[int, int]) -> float:
+    return min(1.0, box[0] / size[0], box[1] / size[1])

@@ -1,0 +1,157 @@
+"""OCR settings, limits, missing dependencies, multi-page TIFFs: clean per-file outcomes."""
+
+from __future__ import annotations
+
+import shutil
+import time
+from pathlib import Path
+
+import pytest
+from conftest import SAMPLES, add_samples
+from ocr_helpers import cer, engine, text_of, words_json
+from PIL import Image
+
+from config.errors import ConfigError, MissingDependencyError
+from config.rules import Rule
+from config.settings import load_settings
+from pipelines._exec import tesseract
+
+
+def test_env_is_built_from_settings(tmp_path: Path) -> None:
+    s = load_settings(workspace=tmp_path)
+    assert s.ocr.omp_thread_limit == 1
+    env = tesseract.build_env(omp_thread_limit=s.ocr.omp_thread_limit, tmpdir=tmp_path)
+    assert env["OMP_THREAD_LIMIT"] == "1" and env["TMPDIR"] == str(tmp_path)
+    env = tesseract.build_env(omp_thread_limit=3, tmpdir=tmp_path)
+    assert env["OMP_THREAD_LIMIT"] == "3"
+
+
+def test_tesseract_probe() -> None:
+    assert tuple(int(x) for x in tesseract.version().split(".")[:2]) >= (4, 1)
+    assert {"eng", "osd"} <= tesseract.languages()
+    assert tesseract.check(["eng"], need_osd=True) == tesseract.version()
+
+
+def test_missing_language_pack_names_the_package() -> None:
+    with pytest.raises(MissingDependencyError, match=r"chi_sim.*tesseract-ocr-chi-sim"):
+        tesseract.check(["eng", "chi_sim"], need_osd=False)
+
+
+def test_missing_language_fails_the_file_and_says_why(workspace: Path) -> None:
+    (rel,) = add_samples(workspace, "page.png")
+    res = engine(workspace, languages=["eng", "chi_sim"]).process(rel, pipelines=["ocr"])
+    assert res.status == "failed" and res.error_kind == "dependency"
+    assert "tesseract-ocr-chi-sim" in str(res.error)
+    assert not (workspace / "processed").exists()
+
+
+def test_missing_tesseract_names_the_package(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("PATH", str(tmp_path))  # an empty folder: no tesseract on PATH
+    tesseract.locate.cache_clear()
+    tesseract.version.cache_clear()
+    try:
+        with pytest.raises(MissingDependencyError, match="tesseract-ocr"):
+            tesseract.check(["eng"], need_osd=True)
+    finally:
+        tesseract.locate.cache_clear()
+        tesseract.version.cache_clear()
+
+
+@pytest.mark.parametrize(
+    ("ocr", "message"),
+    [
+        ({"languages": ["osd"]}, "ocr.languages"),
+        ({"languages": ["eng", "eng"]}, "ocr.languages"),
+        ({"languages": ["../eng"]}, "ocr.languages"),
+        ({"outputs": []}, "ocr.outputs"),
+        ({"outputs": ["docx"]}, "ocr.outputs"),
+        ({"dpi": 20}, "ocr.dpi"),
+        ({"orientation": "sometimes"}, "ocr.orientation"),
+        ({"wrkers": 2}, "ocr.wrkers"),
+    ],
+)
+def test_bad_ocr_settings_name_the_key(tmp_path: Path, ocr: dict[str, object], message: str) -> None:
+    with pytest.raises(ConfigError, match=message.replace(".", r"\.")):
+        load_settings(workspace=tmp_path, ocr=ocr)
+
+
+def test_recursion_guard_knows_ocr_outputs(tmp_path: Path) -> None:
+    """A sidecar searchable PDF (x.pdf.ocr.searchable.pdf) would be picked up again by a *.pdf rule."""
+    rules = [Rule(include=["*.pdf"], pipelines=["ocr"])]
+    layout = {"preset": "sidecar"}
+    load_settings(workspace=tmp_path, rules=rules, layout=layout, ocr={"outputs": ["txt", "json"]})
+    with pytest.raises(ConfigError, match=r"searchable\.pdf"):
+        load_settings(workspace=tmp_path, rules=rules, layout=layout, ocr={"outputs": ["txt", "pdf"]})
+
+
+def test_password_is_not_in_the_fingerprint(tmp_path: Path) -> None:
+    from pipelines.ocr import OcrPipeline
+
+    a = load_settings(workspace=tmp_path, ocr={"password": "secret-1"})
+    b = load_settings(workspace=tmp_path, ocr={"password": "secret-2"})
+    fa = OcrPipeline().settings_fingerprint(a)
+    assert fa == OcrPipeline().settings_fingerprint(b) and "secret" not in repr(fa)
+    assert "secret-1" not in a.model_dump_json()
+
+
+def test_max_pages(workspace: Path) -> None:
+    (rel,) = add_samples(workspace, "document.pdf")
+    res = engine(workspace, max_pages=1).process(rel, pipelines=["ocr"])
+    assert res.status == "failed" and res.error_kind == "bad_input"
+    assert "2 pages, over ocr.max_pages = 1" in str(res.error)
+
+
+def test_max_page_pixels(workspace: Path) -> None:
+    (rel,) = add_samples(workspace, "scan.pdf")
+    res = engine(workspace, max_page_pixels=2_000_000).process(rel, pipelines=["ocr"])
+    assert res.status == "failed" and "over ocr.max_page_pixels" in str(res.error)
+    assert not (workspace / "processed").exists()
+
+
+def test_page_timeout_is_a_clean_failure(workspace: Path) -> None:
+    (rel,) = add_samples(workspace, "scan.pdf")
+    res = engine(workspace, page_timeout_seconds=0.05).process(rel, pipelines=["ocr"])
+    assert res.status == "failed" and res.error_kind == "timeout_page"
+    assert "took longer than" in str(res.error) and "page 1" in str(res.error)
+    assert not (workspace / "processed").exists()
+
+
+@pytest.mark.parametrize("seconds", [0.0, 0.3])
+def test_job_deadline_stops_ocr(workspace: Path, seconds: float) -> None:
+    """Before OCR or while tesseract runs: a retryable timeout, never the per-page-limit failure."""
+    (rel,) = add_samples(workspace, "page.png")
+    res = engine(workspace).process(rel, pipelines=["ocr"], deadline=time.monotonic() + seconds)
+    assert res.status == "timeout" and res.retryable and res.error_kind == "timeout", res
+    assert not (workspace / "processed").exists()
+
+
+def test_multipage_tiff_every_page(workspace: Path, corpus: Path) -> None:
+    """Three pages of different kinds (grey, bilevel, upside down) in one TIFF: each read, in order."""
+    page = Image.open(SAMPLES / "page.png").convert("L")
+    photo = Image.open(corpus / "ocr" / "phototest.tif")
+    flipped = page.rotate(180)
+    (workspace / "in").mkdir()
+    page.save(
+        workspace / "in/pages.tif", save_all=True, append_images=[photo, flipped], compression="tiff_lzw"
+    )
+    res = engine(workspace).process("in/pages.tif", pipelines=["ocr"])
+    doc = words_json(workspace, res)
+    assert [p["page"] for p in doc["pages"]] == [1, 2, 3]
+    assert [p["rotation"] for p in doc["pages"]] == [0, 0, 180]
+    assert [(p["width"], p["height"]) for p in doc["pages"]] == [(2000, 1400), (640, 480), (2000, 1400)]
+    truth = (SAMPLES / "page.txt").read_text()
+    gold = (corpus / "ocr" / "phototest.gold.txt").read_text()
+    texts = text_of(workspace, res).split("\f")
+    assert len(texts) == 3
+    assert cer(texts[0], truth) <= 0.02 and cer(texts[1], gold) <= 0.02 and cer(texts[2], truth) <= 0.02
+
+
+def test_images_the_ocr_pipeline_refuses(workspace: Path) -> None:
+    (workspace / "in").mkdir()
+    (workspace / "in/notes.png").write_bytes(b"not a PNG at all")
+    shutil.copy(SAMPLES / "clip.mp4", workspace / "in/clip.mp4")
+    eng = engine(workspace)
+    bad = eng.process("in/notes.png", pipelines=["ocr"])
+    assert bad.status == "failed" and bad.error_kind == "bad_input"
+    skipped = eng.process("in/clip.mp4", pipelines=["ocr"])
+    assert skipped.status == "skipped" and "not a PDF or an image" in str(skipped.reason)
