@@ -193,15 +193,20 @@ def test_corpus_sqs_s3_event_processed_once_the_object_is_there(
     corpus: Path, workspace: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """powertools/s3SqsEvent.json names test.pdf (104,681 bytes, a version id): once a PDF of that size is
-    on the mount the record succeeds (thumbnails declines a PDF: skipped with the reason, nothing written)."""
-    # only thumbnails for PDFs, so the outcome does not depend on which other pipelines are installed
+    on the mount the record succeeds; the manifest carries the event's version id and ETag."""
+    # only thumbnails (first page) for PDFs, so the outcome does not depend on the other pipelines
     configure(
         monkeypatch, workspace, bucket="xxx", rules='[{"include": ["*.pdf"], "pipelines": ["thumbnails"]}]'
     )
     event = load(corpus, f"{POWERTOOLS}/s3SqsEvent.json")
     (workspace / "test.pdf").write_bytes(padded("document.pdf", 104681))
     assert lambda_function.handler(event, FakeContext()) == {"batchItemFailures": []}
-    assert outputs(workspace) == []
+    written = outputs(workspace)
+    assert "processed/_manifests/test.pdf.json" in written
+    assert "processed/thumbnails/thumb/test.pdf.jpg" in written
+    manifest = json.loads((workspace / "processed/_manifests/test.pdf.json").read_text())
+    assert manifest["source"]["version_id"] == "yd3d4HaWOT2zguDLvIQLU6ptDTwKBnQV"
+    assert manifest["source"]["etag"] == "2e3ad1e983318bbd8e73b080e2997980"
 
 
 def test_distributed_map_rejects_missing_keys(workspace: Path, monkeypatch: pytest.MonkeyPatch) -> None:
