@@ -20,6 +20,7 @@ lint: bootstrap
 
 bench: bootstrap
 	$(BIN)/python bench/bench_thumbnails.py
+	$(BIN)/python bench/bench_coldstart.py
 
 samples: bootstrap
 	$(BIN)/python sample_media/make_samples.py
