@@ -1,0 +1,499 @@
+"""The ffmpeg wrapper: find the binary, check it once, build one command for a whole job, run it.
+
+Which ffmpeg: ``transcode.ffmpeg_binary`` if set, else ``ffmpeg`` on PATH, else the static build shipped
+by the ``imageio-ffmpeg`` package.  An ffmpeg whose file protocol has no ``pkt_size`` option (Debian 12's
+5.1) reads in 32 KiB pieces, which S3 Files serves from its paid cache: a configured one is refused
+(MissingDependencyError), one found on PATH is skipped with a warning in favour of imageio-ffmpeg's.
+
+A job is described by :class:`Encode` (one input, many outputs) and becomes ONE ffmpeg process that
+decodes the source once: video through ``split`` into every rendition, the poster and the sprite
+branch; audio mapped into every audio output.  Sources are opened with ``-protocol_whitelist file``,
+a forced demuxer (the one the probe found in the whitelist) and a ``file:`` URL, so a crafted upload
+cannot make ffmpeg read another file or the network, and a name starting with ``-`` is not an option.
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import functools
+import logging
+import os
+import re
+import shutil
+import subprocess
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from config.errors import BadInputError, JobTimeoutError, MissingDependencyError, ToolFailedError
+
+log = logging.getLogger("media_worker.ffmpeg")
+MIB = 1 << 20
+REQUIRED_ENCODERS = ("libx264", "aac", "libopus", "libmp3lame", "mjpeg", "bmp")
+_VERSION = re.compile(r"ffmpeg version (\S+)")
+_STDERR_LINES = 40
+# ffmpeg messages that mean the input, not ffmpeg, is at fault
+_BAD_INPUT = re.compile(
+    r"Invalid data found|partial file|Error while decoding|Decoding error|received no packets|"
+    r"Invalid NAL|moov atom not found|End of file|Decode error rate|could not find codec parameters",
+    re.IGNORECASE,
+)
+
+
+# ------------------------------------------------------------------------------------------ locate
+
+
+@dataclass(frozen=True)
+class Ffmpeg:
+    """A usable ffmpeg binary."""
+
+    path: str
+    version: str
+    origin: str  # "config", "PATH" or "imageio-ffmpeg"
+
+
+def _version(path: str) -> str:
+    try:
+        out = subprocess.run(
+            [path, "-hide_banner", "-version"], capture_output=True, text=True, timeout=30, check=False
+        ).stdout
+    except (OSError, subprocess.SubprocessError) as exc:
+        raise MissingDependencyError(f"ffmpeg at {path} cannot be run: {exc}") from None
+    m = _VERSION.search(out)
+    if not m:
+        raise MissingDependencyError(f"{path} does not look like ffmpeg (no version line)")
+    return m.group(1)
+
+
+def _has_pkt_size(path: str) -> bool:
+    out = subprocess.run(
+        [path, "-hide_banner", "-h", "protocol=file"], capture_output=True, text=True, timeout=30, check=False
+    ).stdout
+    return "pkt_size" in out
+
+
+def _missing_encoders(path: str) -> list[str]:
+    out = subprocess.run(
+        [path, "-hide_banner", "-encoders"], capture_output=True, text=True, timeout=30, check=False
+    ).stdout
+    have = {line.split()[1] for line in out.splitlines() if len(line.split()) > 1 and line.startswith(" ")}
+    return [e for e in REQUIRED_ENCODERS if e not in have]
+
+
+def _imageio_ffmpeg() -> str | None:
+    try:
+        import imageio_ffmpeg
+    except ImportError:
+        return None
+    try:
+        return str(imageio_ffmpeg.get_ffmpeg_exe())
+    except RuntimeError:
+        return None
+
+
+_found: list[Ffmpeg] = []
+
+
+def located() -> Ffmpeg | None:
+    """The ffmpeg found by the last :func:`locate`, if any (for the manifest's tool versions)."""
+    return _found[-1] if _found else None
+
+
+@functools.lru_cache(maxsize=4)
+def locate(configured: str | None = None) -> Ffmpeg:
+    """Find and check ffmpeg once per process (configured, PATH, imageio-ffmpeg)."""
+    candidates: list[tuple[str, str]] = []
+    if configured:
+        found = shutil.which(configured)
+        if not found:
+            raise MissingDependencyError(
+                f"transcode.ffmpeg_binary {configured!r} not found or not executable"
+            )
+        candidates.append((found, "config"))
+    else:
+        if on_path := shutil.which("ffmpeg"):
+            candidates.append((on_path, "PATH"))
+        if bundled := _imageio_ffmpeg():
+            candidates.append((bundled, "imageio-ffmpeg"))
+    if not candidates:
+        raise MissingDependencyError(
+            "ffmpeg not found: install the Python package imageio-ffmpeg (it ships a static ffmpeg) "
+            "or put an ffmpeg >= 6 on PATH"
+        )
+    for path, origin in candidates:
+        version = _version(path)
+        if not _has_pkt_size(path):
+            why = (
+                f"ffmpeg {version} at {path} has no file-protocol option pkt_size, so it reads sources in "
+                "32 KiB pieces (S3 Files would serve them from its paid cache)"
+            )
+            if origin == "config":
+                raise MissingDependencyError(f"{why}; use ffmpeg >= 6 (e.g. the one from imageio-ffmpeg)")
+            log.warning("%s; skipping it", why)
+            continue
+        if missing := _missing_encoders(path):
+            why = f"ffmpeg {version} at {path} lacks encoder(s) {', '.join(missing)}"
+            if origin == "config":
+                raise MissingDependencyError(why)
+            log.warning("%s; skipping it", why)
+            continue
+        log.info("using ffmpeg %s from %s (%s)", version, origin, path)
+        _found.append(Ffmpeg(path, version, origin))
+        return _found[-1]
+    raise MissingDependencyError(
+        "no usable ffmpeg (see warnings above): install the Python package imageio-ffmpeg"
+    )
+
+
+# ------------------------------------------------------------------------------------------ encode
+
+
+@dataclass(frozen=True)
+class VideoOut:
+    """One H.264/AAC rendition: fragmented MP4 or an HLS fMP4 file with its media playlist."""
+
+    width: int
+    height: int
+    path: Path
+    crf: int
+    preset: str
+    profile: str
+    level: str
+    max_kbps: int
+    gop_seconds: float
+    audio_kbps: int | None  # None: no audio
+    hls_playlist: Path | None = None  # set: ``path`` is the single-file fMP4 segment file
+    hls_seconds: float = 6.0
+
+
+@dataclass(frozen=True)
+class AudioOut:
+    """One audio file."""
+
+    codec: str  # "aac" | "opus" | "mp3"
+    container: str  # "mp4" | "webm" | "ogg" | "mp3"
+    kbps: int
+    path: Path
+    loudnorm_lufs: float | None = None
+
+
+@dataclass(frozen=True)
+class PosterOut:
+    """Candidate poster frames as BMP files in a local folder: ``start`` + k seconds, k < count."""
+
+    start: float
+    count: int
+    width: int
+    height: int
+    folder: Path
+
+
+@dataclass(frozen=True)
+class SpriteOut:
+    """Storyboard tiles as BMP files in a local folder: one every ``interval`` s, ``max_tiles`` at most."""
+
+    interval: float
+    tile_width: int
+    tile_height: int
+    max_tiles: int
+    folder: Path
+
+
+@dataclass
+class Encode:
+    """Everything one ffmpeg process makes from one source."""
+
+    source: Path
+    demuxer: str
+    video_stream: int | None
+    audio_stream: int | None
+    audio_channels: int = 2
+    seek: float | None = None  # input seeking (poster-only jobs)
+    limit_seconds: float | None = None
+    fps_cap: float | None = None
+    threads: int = 0
+    videos: list[VideoOut] = field(default_factory=list)
+    audios: list[AudioOut] = field(default_factory=list)
+    poster: PosterOut | None = None
+    sprite: SpriteOut | None = None
+
+    def output_files(self) -> list[Path]:
+        """Every file ffmpeg writes (to delete if it fails)."""
+        files = [v.path for v in self.videos] + [a.path for a in self.audios]
+        files += [v.hls_playlist for v in self.videos if v.hls_playlist]
+        return files
+
+
+def _url(path: Path) -> str:
+    """A ``file:`` URL for a path: never parsed as an option or another protocol."""
+    return "file:" + os.path.abspath(path)
+
+
+def build_args(enc: Encode, ff: Ffmpeg, *, whitelist: Sequence[str], probe_bytes: int) -> list[str]:
+    """The ffmpeg command line for ``enc`` (built with ffmpeg-python)."""
+    import ffmpeg
+
+    in_opts: dict[str, Any] = {
+        "f": enc.demuxer,
+        "pkt_size": MIB,
+        "protocol_whitelist": "file",
+        "format_whitelist": ",".join(whitelist),
+        "probesize": probe_bytes,
+    }
+    if enc.seek is not None:
+        in_opts["ss"] = f"{enc.seek:.3f}"
+    if enc.limit_seconds is not None:
+        in_opts["t"] = f"{enc.limit_seconds:.3f}"
+    inp = ffmpeg.input(_url(enc.source), **in_opts)
+    outputs = []
+    common: dict[str, Any] = {"map_metadata": -1, "map_chapters": -1}
+    if enc.threads:
+        common["threads"] = enc.threads
+
+    video_users = len(enc.videos) + (enc.poster is not None) + (enc.sprite is not None)
+    branches: list[Any] = []
+    if enc.video_stream is not None and video_users:
+        v = inp[str(enc.video_stream)]
+        if video_users > 1:
+            split = v.filter_multi_output("split", video_users)
+            branches = [split.stream(i) for i in range(video_users)]
+        else:
+            branches = [v]
+    audio = inp[str(enc.audio_stream)] if enc.audio_stream is not None else None
+    audio_kw: dict[str, Any] = {"ac": 2} if enc.audio_channels > 2 else {}
+
+    for out in enc.videos:
+        s = branches.pop(0)
+        if enc.fps_cap:  # set only when the source is faster; poster/sprite branches keep exact times
+            s = s.filter("fps", f"{enc.fps_cap:g}")
+        s = s.filter("scale", out.width, out.height, flags="bicubic").filter("setsar", "1")
+        s = s.filter("format", "yuv420p")
+        kw: dict[str, Any] = {
+            **common,
+            "c:v": "libx264",
+            "preset": out.preset,
+            "crf": out.crf,
+            "profile:v": out.profile,
+            "level:v": out.level,
+            "maxrate": f"{out.max_kbps}k",
+            "bufsize": f"{2 * out.max_kbps}k",
+            "force_key_frames": f"expr:gte(t,n_forced*{out.gop_seconds:g})",
+        }
+        streams = [s]
+        if audio is not None and out.audio_kbps:
+            streams.append(audio)
+            kw.update({"c:a": "aac", "b:a": f"{out.audio_kbps}k", **audio_kw})
+        if out.hls_playlist is None:
+            kw.update(
+                f="mp4",
+                movflags="+frag_keyframe+empty_moov+default_base_moof",
+                pkt_size=MIB,
+            )
+            outputs.append(ffmpeg.output(*streams, _url(out.path), **kw))
+        else:
+            kw.update(
+                f="hls",
+                hls_segment_type="fmp4",
+                hls_playlist_type="vod",
+                hls_flags="single_file",
+                hls_time=f"{out.hls_seconds:g}",
+                hls_segment_filename=_url(out.path),
+            )
+            outputs.append(ffmpeg.output(*streams, _url(out.hls_playlist), **kw))
+
+    if enc.poster is not None:
+        p = enc.poster
+        s = branches.pop(0)
+        if enc.seek is None and p.start > 0:
+            s = s.filter("trim", start=f"{p.start:.3f}").filter("setpts", "PTS-STARTPTS")
+        s = (
+            s.filter("fps", fps=1, eof_action="pass")
+            .filter("scale", p.width, p.height, flags="lanczos")
+            .filter("setsar", "1")
+        )
+        s = s.filter("format", "bgr24")
+        outputs.append(
+            ffmpeg.output(
+                s,
+                _url(p.folder / "poster%02d.bmp"),
+                **{**common, "f": "image2", "c:v": "bmp", "frames:v": p.count, "start_number": 0},
+            )
+        )
+
+    if enc.sprite is not None:
+        sp = enc.sprite
+        s = branches.pop(0)
+        s = s.filter("fps", fps=f"1/{sp.interval:g}", round="down", eof_action="pass")
+        s = s.filter("scale", sp.tile_width, sp.tile_height, flags="bicubic").filter("setsar", "1")
+        s = s.filter("format", "bgr24")
+        outputs.append(
+            ffmpeg.output(
+                s,
+                _url(sp.folder / "tile%05d.bmp"),
+                **{**common, "f": "image2", "c:v": "bmp", "frames:v": sp.max_tiles, "start_number": 0},
+            )
+        )
+
+    for a in enc.audios:
+        assert audio is not None
+        s = audio
+        if a.loudnorm_lufs is not None:
+            s = s.filter("loudnorm", I=f"{a.loudnorm_lufs:g}", TP="-1.5", LRA="11").filter("aresample", 48000)
+        kw = {**common, **audio_kw, "b:a": f"{a.kbps}k", "pkt_size": MIB}
+        if a.codec == "aac":
+            kw.update({"c:a": "aac", "f": "mp4", "movflags": "+empty_moov+default_base_moof"})
+            kw["frag_duration"] = 2_000_000
+        elif a.codec == "opus":
+            kw.update({"c:a": "libopus", "f": a.container})
+        else:
+            kw.update({"c:a": "libmp3lame", "f": "mp3", "id3v2_version": 0, "write_xing": 1})
+        outputs.append(ffmpeg.output(s, _url(a.path), **kw))
+
+    if not outputs:
+        raise ValueError("nothing to encode")
+    graph = ffmpeg.merge_outputs(*outputs) if len(outputs) > 1 else outputs[0]
+    args: list[str] = graph.compile(cmd=ff.path, overwrite_output=False)
+    globals_ = ["-hide_banner", "-nostdin", "-y", "-v", "error", "-progress", "pipe:1", "-nostats"]
+    return [args[0], *globals_, *args[1:]]
+
+
+# --------------------------------------------------------------------------------------------- run
+
+
+@dataclass
+class RunResult:
+    """What a finished ffmpeg run reported."""
+
+    seconds_done: float  # media time processed (last out_time of -progress)
+    stderr_tail: str
+    wall_seconds: float
+
+
+def _last_error(tail: str) -> str:
+    lines = [ln.strip() for ln in tail.splitlines() if ln.strip()]
+    return lines[-1][:300] if lines else "no error message"
+
+
+def run(
+    args: list[str],
+    *,
+    deadline: float | None = None,
+    margin: float = 1.5,
+    expected_seconds: float | None = None,
+    on_progress: Callable[[float, str], None] | None = None,
+    cleanup: Sequence[Path] = (),
+    env: dict[str, str] | None = None,
+) -> RunResult:
+    """Run ffmpeg; stop it ``margin`` seconds before ``deadline`` (terminate, then kill).
+
+    ``on_progress(fraction, message)`` is called from -progress output (fraction of
+    ``expected_seconds``).  On any failure the files in ``cleanup`` are deleted before raising
+    (ToolFailedError, or JobTimeoutError when the deadline stopped it).
+    """
+    t0 = time.monotonic()
+    stop_at = None if deadline is None else deadline - margin
+    if stop_at is not None and t0 >= stop_at:
+        raise JobTimeoutError("deadline reached before ffmpeg could start")
+    try:
+        proc = subprocess.Popen(
+            args,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env=env,
+            close_fds=True,
+        )
+    except OSError as exc:
+        raise MissingDependencyError(f"cannot run ffmpeg ({args[0]}): {exc}") from None
+    tail: collections.deque[str] = collections.deque(maxlen=_STDERR_LINES)
+    done = [0.0]
+
+    def read_stderr() -> None:
+        assert proc.stderr is not None
+        for raw in proc.stderr:
+            tail.append(raw.decode("utf-8", "replace").rstrip())
+
+    def read_progress() -> None:
+        assert proc.stdout is not None
+        for raw in proc.stdout:
+            key, _, value = raw.decode("utf-8", "replace").strip().partition("=")
+            if key == "out_time_us" and value.lstrip("-").isdigit():
+                done[0] = max(done[0], int(value) / 1e6)
+            elif key == "progress" and on_progress is not None:
+                frac = done[0] / expected_seconds if expected_seconds else 0.0
+                if value == "end":
+                    frac = 1.0
+                with contextlib.suppress(Exception):  # a broken callback must not stop the job
+                    on_progress(min(frac, 1.0), f"{done[0]:.1f} s")
+
+    threads = [threading.Thread(target=f, daemon=True) for f in (read_stderr, read_progress)]
+    for t in threads:
+        t.start()
+    timed_out = False
+    try:
+        while True:
+            wait = None if stop_at is None else max(0.0, stop_at - time.monotonic())
+            try:
+                proc.wait(timeout=wait)
+                break
+            except subprocess.TimeoutExpired:
+                timed_out = True
+                _stop(proc, grace=min(1.0, max(margin / 2, 0.1)))
+                break
+    except BaseException:
+        _stop(proc, grace=0.5)
+        remove_files(cleanup)
+        raise
+    for t in threads:
+        t.join(timeout=2)
+    stderr_tail = "\n".join(tail)
+    wall = time.monotonic() - t0
+    if timed_out:
+        remove_files(cleanup)
+        raise JobTimeoutError(
+            f"ffmpeg stopped at the job deadline after {wall:.1f} s ({done[0]:.1f} s of media done)",
+            detail=stderr_tail,
+        )
+    if proc.returncode != 0:
+        remove_files(cleanup)
+        what = f"signal {-proc.returncode}" if proc.returncode < 0 else f"exit {proc.returncode}"
+        if proc.returncode > 0 and _BAD_INPUT.search(stderr_tail):
+            raise BadInputError(
+                f"the source cannot be decoded (ffmpeg {what}): {_last_error(stderr_tail)}",
+                detail=stderr_tail,
+            )
+        raise ToolFailedError(f"ffmpeg failed ({what}): {_last_error(stderr_tail)}", detail=stderr_tail)
+    return RunResult(done[0], stderr_tail, wall)
+
+
+def _stop(proc: subprocess.Popen[bytes], *, grace: float) -> None:
+    if proc.poll() is not None:
+        return
+    proc.terminate()
+    try:
+        proc.wait(timeout=grace)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+def remove_files(paths: Sequence[Path]) -> None:
+    """Delete files (partial outputs); missing ones are fine."""
+    for p in paths:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(p)
+
+
+def require_outputs(paths: Sequence[Path], stderr_tail: str) -> None:
+    """ffmpeg can exit 0 without writing an output (e.g. no packet decoded): that is a bad input."""
+    empty = [p for p in paths if not p.is_file() or p.stat().st_size == 0]
+    if empty:
+        remove_files(paths)
+        raise BadInputError(
+            f"ffmpeg produced no data for {len(empty)} output(s): {_last_error(stderr_tail)}",
+            detail=stderr_tail,
+        )
