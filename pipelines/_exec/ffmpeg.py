@@ -270,7 +270,7 @@ def build_args(enc: Encode, ff: Ffmpeg, *, whitelist: Sequence[str], probe_bytes
         s = branches.pop(0)
         if enc.fps_cap:  # set only when the source is faster; poster/sprite branches keep exact times
             s = s.filter("fps", f"{enc.fps_cap:g}")
-        s = s.filter("scale", out.width, out.height, flags="bicubic").filter("setsar", "1")
+        s = s.filter("scale", out.width, out.height, flags="bicubic", out_range="tv").filter("setsar", "1")
         s = s.filter("format", "yuv420p")
         kw: dict[str, Any] = {
             **common,
