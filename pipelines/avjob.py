@@ -138,7 +138,7 @@ def run_group(job: Job, pipelines: Sequence[FfmpegPipeline]) -> None:
         enc.audio_stream = None
 
     expected = _expected_seconds(info, enc)
-    args = ff.build_args(enc, tool, whitelist=t.allowed_demuxers(), probe_bytes=t.probe_bytes)
+    args = ff.build_args(enc, tool, whitelist=t.allowed_demuxers())
     log.debug("ffmpeg command: %s", args)
 
     def progress(fraction: float, message: str) -> None:
@@ -348,7 +348,7 @@ def _write_posters(job: Job, info: MediaInfo, enc: ff.Encode, poster: ff.PosterO
             poster=ff.PosterOut(0.0, 1, poster.width, poster.height, poster.folder),
         )
         t = job.settings.transcode
-        args = ff.build_args(first, tool, whitelist=t.allowed_demuxers(), probe_bytes=t.probe_bytes)
+        args = ff.build_args(first, tool, whitelist=t.allowed_demuxers())
         ff.run(args, deadline=job.deadline, margin=t.deadline_margin_seconds)
         frames = sorted(poster.folder.glob("poster*.bmp"))
         if not frames:

@@ -33,7 +33,14 @@ def fast_env(**extra: Any) -> dict[str, str]:
     return env
 
 
-def make_media(path: Path, *args: str, seconds: float = 3, size: str = "320x240", audio: bool = True) -> Path:
+def make_media(
+    path: Path,
+    *args: str,
+    seconds: float = 3,
+    size: str = "320x240",
+    audio: bool = True,
+    audio_src: str = "sine=f=440:sample_rate=48000",
+) -> Path:
     """A test clip from lavfi sources; ``args`` are output options (codecs, container)."""
     cmd = [
         FFMPEG,
@@ -47,7 +54,7 @@ def make_media(path: Path, *args: str, seconds: float = 3, size: str = "320x240"
         f"testsrc2=s={size}:r=25:d={seconds}",
     ]
     if audio:
-        cmd += ["-f", "lavfi", "-i", f"sine=f=440:sample_rate=48000:d={seconds}"]
+        cmd += ["-f", "lavfi", "-i", f"{audio_src}:d={seconds}"]
     cmd += [*args, str(path)]
     subprocess.run(cmd, check=True, timeout=300)
     return path

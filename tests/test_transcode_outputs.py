@@ -145,8 +145,8 @@ def test_anamorphic_small_source_is_never_upscaled(workspace: Path, tmp_path: Pa
     """A 200x150 source with SAR 2:1 displays 400x150: only the smallest rung, at the display size."""
     (workspace / "in").mkdir()
     make_media(
-        workspace / "in/wide.mkv", "-vf", "setsar=2", "-c:v", "libx264", "-preset", "ultrafast", "-c:a", "aac",
-        size="200x150",
+        workspace / "in/wide.mkv", "-vf", "setsar=2", "-c:v", "libx264", "-preset", "ultrafast",
+        "-c:a", "aac", size="200x150",
     )  # fmt: skip
     eng = engine(workspace, ladder=[{"height": 720, "max_kbps": 2000}, {"height": 360, "max_kbps": 800}])
     res = eng.process("in/wide.mkv")

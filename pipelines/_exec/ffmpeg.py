@@ -36,6 +36,7 @@ MIB = 1 << 20
 REQUIRED_ENCODERS = ("libx264", "aac", "libopus", "libmp3lame", "mjpeg", "bmp")
 _VERSION = re.compile(r"ffmpeg version (\S+)")
 _STDERR_LINES = 40
+FFMPEG_PROBESIZE = 500_000
 # ffmpeg messages that mean the input, not ffmpeg, is at fault
 _BAD_INPUT = re.compile(
     r"Invalid data found|partial file|Error while decoding|Decoding error|received no packets|"
@@ -233,7 +234,7 @@ def _url(path: Path) -> str:
     return "file:" + os.path.abspath(path)
 
 
-def build_args(enc: Encode, ff: Ffmpeg, *, whitelist: Sequence[str], probe_bytes: int) -> list[str]:
+def build_args(enc: Encode, ff: Ffmpeg, *, whitelist: Sequence[str]) -> list[str]:
     """The ffmpeg command line for ``enc`` (built with ffmpeg-python)."""
     import ffmpeg
 
@@ -242,7 +243,11 @@ def build_args(enc: Encode, ff: Ffmpeg, *, whitelist: Sequence[str], probe_bytes
         "pkt_size": MIB,
         "protocol_whitelist": "file",
         "format_whitelist": ",".join(whitelist),
-        "probesize": probe_bytes,
+        # the probe already knows the streams and the duration: a small probesize keeps the demuxer's
+        # header scan inside the first 1 MiB buffer, and no PTS scan at the end of the file, so an
+        # MPEG-TS is not read twice (5 MB scan + seek back + a jump to the end without these)
+        "probesize": FFMPEG_PROBESIZE,
+        "skip_estimate_duration_from_pts": 1,
     }
     if enc.seek is not None:
         in_opts["ss"] = f"{enc.seek:.3f}"
