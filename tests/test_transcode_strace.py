@@ -52,7 +52,7 @@ def sources(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
             "8",
             "-c:a",
             "libopus",
-        ),  # fmt: skip
+        ),
         "clip.mov": make_media(d / "clip.mov", *X264, *aac),
         "clip.ts": make_media(d / "clip.ts", *X264, *aac),
         "song.flac": make_media(
@@ -65,7 +65,7 @@ def sources(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
             "flac",
             seconds=12,
             audio_src="anoisesrc=a=0.3:sample_rate=48000",
-        ),  # fmt: skip
+        ),
         "song.wav": make_media(d / "song.wav", "-map", "1:a", "-c:a", "pcm_s16le", seconds=15),
     }
     for name, p in made.items():
@@ -149,7 +149,7 @@ def setup_ws(ws: Path, sources: dict[str, Path]) -> dict[str, int]:
 def test_local_copy_mode_reads_each_source_once(
     workspace: Path, tmp_path: Path, sources: dict[str, Path]
 ) -> None:
-    """Default: sources <= 64 MiB are read once by the worker (1 MiB reads); probe and ffmpeg read the copy."""
+    """Default: sources <= 64 MiB are read once by the worker (1 MiB reads); probe and ffmpeg read a copy."""
     sizes = setup_ws(workspace, sources)
     per = check_contract(workspace, strace_run(tmp_path, workspace, fast_env()), sizes)
     for name, size in sizes.items():
