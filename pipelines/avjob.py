@@ -150,6 +150,7 @@ def run_group(job: Job, pipelines: Sequence[FfmpegPipeline]) -> None:
         deadline=job.deadline,
         margin=t.deadline_margin_seconds,
         expected_seconds=expected,
+        video_fps=_output_fps(info, enc),
         on_progress=progress,
         cleanup=enc.output_files(),
     )
@@ -240,7 +241,8 @@ def _plan_thumbnails(job: Job, info: MediaInfo, enc: ff.Encode, post: _Post, *, 
         count = max(1, min(count, 1 + math.floor(max(0.0, info.duration - at - 0.05))))
     folder = job.scratch_dir / "poster"
     folder.mkdir(exist_ok=True)
-    post.poster = enc.poster = ff.PosterOut(0.0 if seek else at, count, biggest[0], biggest[1], folder)
+    poster = ff.PosterOut(0.0 if seek else at, count, biggest[0], biggest[1], folder, first_frame=not seek)
+    post.poster = enc.poster = poster
     if seek:
         enc.seek = at
         enc.limit_seconds = None
@@ -256,6 +258,13 @@ def _limited(duration: float | None, limit: float | None) -> float | None:
     if duration is None:
         return limit
     return min(duration, limit) if limit is not None else duration
+
+
+def _output_fps(info: MediaInfo, enc: ff.Encode) -> float | None:
+    """Frame rate of the first video output (renditions keep the source rate up to the cap)."""
+    if not enc.videos or info.video is None or not info.video.fps:
+        return None
+    return min(info.video.fps, enc.fps_cap) if enc.fps_cap else info.video.fps
 
 
 def _expected_seconds(info: MediaInfo, enc: ff.Encode) -> float | None:
@@ -284,7 +293,7 @@ def _finish(
     settings = job.settings
     layout, src = settings.layout, job.source.relpath
     if post.poster is not None:
-        _write_posters(job, info, enc, post.poster, tool)
+        _write_posters(job, enc, post.poster, tool)
     if post.sprite is not None and enc.sprite is not None:
         _write_storyboard(job, info, enc.sprite, post.sprite, result)
     if post.hls:
@@ -335,25 +344,25 @@ def _write_storyboard(
     job.write_output(THUMBS, "storyboard", text.encode(), ext="vtt", interval=geo.interval, tiles=n)
 
 
-def _write_posters(job: Job, info: MediaInfo, enc: ff.Encode, poster: ff.PosterOut, tool: ff.Ffmpeg) -> None:
+def _write_posters(job: Job, enc: ff.Encode, poster: ff.PosterOut, tool: ff.Ffmpeg) -> None:
     from pipelines.imaging import render_thumbnails
 
     frames = sorted(poster.folder.glob("poster*.bmp"))
-    if not frames:  # the poster time was past the real end of the video: take the first frame
-        first = ff.Encode(
-            source=enc.source,
-            demuxer=enc.demuxer,
-            video_stream=enc.video_stream,
-            audio_stream=None,
-            poster=ff.PosterOut(0.0, 1, poster.width, poster.height, poster.folder),
-        )
+    times = poster.times(enc.seek)
+    if not frames:  # seeking went past the real end of the video: take the first frame
+        poster = ff.PosterOut(0.0, 1, poster.width, poster.height, poster.folder)
+        first = ff.Encode(enc.source, enc.demuxer, enc.video_stream, None, poster=poster)
         t = job.settings.transcode
         args = ff.build_args(first, tool, whitelist=t.allowed_demuxers())
         ff.run(args, deadline=job.deadline, margin=t.deadline_margin_seconds)
-        frames = sorted(poster.folder.glob("poster*.bmp"))
+        frames, times = sorted(poster.folder.glob("poster*.bmp")), [0.0]
         if not frames:
             raise BadInputError("no video frame could be decoded for the poster")
-    data, index = _pick_poster([f.read_bytes() for f in frames])
+    order = list(range(len(frames)))
+    if poster.first_frame:  # the first frame is only the last resort
+        order = order[1:] + order[:1]
+    data, index = _pick_poster([frames[i].read_bytes() for i in order])
+    at = times[order[index]]
     th = job.settings.thumbnails
     rendered = render_thumbnails(
         data,
@@ -367,7 +376,6 @@ def _write_posters(job: Job, info: MediaInfo, enc: ff.Encode, poster: ff.PosterO
     )
     from pipelines.thumbnails import MEDIA_TYPES as IMAGE_TYPES
 
-    at = (enc.seek or 0.0) + poster.start + index
     for (size, fmt), (blob, (w, h)) in rendered.items():
         job.write_output(THUMBS, size, blob, ext=IMAGE_TYPES[fmt][0], width=w, height=h, time=round(at, 3))
 

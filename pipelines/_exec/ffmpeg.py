@@ -184,13 +184,21 @@ class AudioOut:
 
 @dataclass(frozen=True)
 class PosterOut:
-    """Candidate poster frames as BMP files in a local folder: ``start`` + k seconds, k < count."""
+    """Candidate poster frames as BMP files in a local folder: ``start`` + k seconds, k < count
+    (after the video's first frame when ``first_frame``)."""
 
     start: float
     count: int
     width: int
     height: int
     folder: Path
+    first_frame: bool = False
+
+    def times(self, seek: float | None) -> list[float]:
+        """Media time of each file ``poster%02d.bmp``, in file order."""
+        base = seek or 0.0
+        head = [0.0] if self.first_frame else []
+        return head + [base + self.start + k for k in range(self.count)]
 
 
 @dataclass(frozen=True)
@@ -312,34 +320,38 @@ def build_args(enc: Encode, ff: Ffmpeg, *, whitelist: Sequence[str]) -> list[str
 
     if enc.poster is not None:
         p = enc.poster
-        s = branches.pop(0)
-        if enc.seek is None and p.start > 0:
-            s = s.filter("trim", start=f"{p.start:.3f}").filter("setpts", "PTS-STARTPTS")
-        s = (
-            s.filter("fps", fps=1, eof_action="pass")
-            .filter("scale", p.width, p.height, flags="lanczos")
-            .filter("setsar", "1")
-        )
+        s = branches.pop(0).filter("setpts", "PTS-STARTPTS")
+        # candidates at start, start+1 s, ...; with first_frame also the first frame, at once (a
+        # fallback, and it lets ffmpeg's progress start before the poster time is reached)
+        pick = f"gte(t,{p.start:.3f}+selected_n)"
+        if p.first_frame:
+            pick = f"eq(selected_n,0)+gte(t,{p.start:.3f}+selected_n-1)"
+        s = s.filter("select", pick).filter("scale", p.width, p.height, flags="lanczos").filter("setsar", "1")
         s = s.filter("format", "bgr24")
+        frames = p.count + p.first_frame
         outputs.append(
             ffmpeg.output(
                 s,
                 _url(p.folder / "poster%02d.bmp"),
-                **{**common, "f": "image2", "c:v": "bmp", "frames:v": p.count, "start_number": 0},
+                **{**common, "f": "image2", "c:v": "bmp", "frames:v": frames, "start_number": 0}
+                | {"fps_mode": "passthrough"},
             )
         )
 
     if enc.sprite is not None:
         sp = enc.sprite
         s = branches.pop(0)
-        s = s.filter("fps", fps=f"1/{sp.interval:g}", round="down", eof_action="pass")
+        # the first frame at or after each multiple of the interval; unlike fps=1/N this emits the
+        # first tile at once, so ffmpeg's progress (the slowest output's time) keeps moving
+        s = s.filter("setpts", "PTS-STARTPTS").filter("select", f"gte(t,selected_n*{sp.interval:g})")
         s = s.filter("scale", sp.tile_width, sp.tile_height, flags="bicubic").filter("setsar", "1")
         s = s.filter("format", "bgr24")
         outputs.append(
             ffmpeg.output(
                 s,
                 _url(sp.folder / "tile%05d.bmp"),
-                **{**common, "f": "image2", "c:v": "bmp", "frames:v": sp.max_tiles, "start_number": 0},
+                **{**common, "f": "image2", "c:v": "bmp", "frames:v": sp.max_tiles, "start_number": 0}
+                | {"fps_mode": "passthrough"},
             )
         )
 
@@ -389,6 +401,7 @@ def run(
     deadline: float | None = None,
     margin: float = 1.5,
     expected_seconds: float | None = None,
+    video_fps: float | None = None,
     on_progress: Callable[[float, str], None] | None = None,
     cleanup: Sequence[Path] = (),
     env: dict[str, str] | None = None,
@@ -396,7 +409,9 @@ def run(
     """Run ffmpeg; stop it ``margin`` seconds before ``deadline`` (terminate, then kill).
 
     ``on_progress(fraction, message)`` is called from -progress output (fraction of
-    ``expected_seconds``).  On any failure the files in ``cleanup`` are deleted before raising
+    ``expected_seconds``).  ffmpeg's ``out_time`` is the time of its slowest output (a poster taken
+    at 10 % holds it at 0 until then), so with ``video_fps`` the first video output's frame count
+    counts too.  On any failure the files in ``cleanup`` are deleted before raising
     (ToolFailedError, or JobTimeoutError when the deadline stopped it).
     """
     t0 = time.monotonic()
@@ -428,6 +443,8 @@ def run(
             key, _, value = raw.decode("utf-8", "replace").strip().partition("=")
             if key == "out_time_us" and value.lstrip("-").isdigit():
                 done[0] = max(done[0], int(value) / 1e6)
+            elif key == "frame" and video_fps and value.isdigit():
+                done[0] = max(done[0], int(value) / video_fps)
             elif key == "progress" and on_progress is not None:
                 frac = done[0] / expected_seconds if expected_seconds else 0.0
                 if value == "end":
