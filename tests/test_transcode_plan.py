@@ -100,8 +100,8 @@ def test_settings_plan_outputs_and_the_recursion_guard(monkeypatch: pytest.Monke
     # sidecar layout: a poster 'clip.mp4.video_thumbnails.thumb.jpg' would be picked up by the image
     # rule, and an audio output '.m4a' by the audio rule: refused with the fix named
     with pytest.raises(ConfigError, match="would be picked up again"):
-        load_settings(None, layout={"preset": "sidecar"}, rules=[{"include": ["*.mp4"], "pipelines": ["transcode"]},
-                      {"include": ["*.m4a"], "pipelines": ["transcode"]}])  # fmt: skip
+        rules = [{"include": ["*.mp4", "*.m4a"], "pipelines": ["transcode"]}]
+        load_settings(None, layout={"preset": "sidecar"}, rules=rules)
     with pytest.raises(ValueError, match="distinct"):
         TranscodeSettings(ladder=[Rung(height=720, max_kbps=100), Rung(height=720, max_kbps=200)])
 
