@@ -111,7 +111,8 @@ def run_group(job: Job, pipelines: Sequence[FfmpegPipeline]) -> None:
     full_decode = TRANSCODE in makes or t.sprite
     src = _source_for_ffmpeg(job, full_decode)
     check_deadline(job, "probing")
-    info = probe(src, allowed_demuxers=t.allowed_demuxers(), probe_bytes=t.probe_bytes)
+    # a poster-only job lets ffmpeg rotate and size the frame: no first-frame decode in the probe
+    info = probe(src, allowed_demuxers=t.allowed_demuxers(), probe_bytes=t.probe_bytes, rotation=full_decode)
     avplan.check_limits(info, t)
     if info.video is None and info.audio is None:
         raise BadInputError("no audio or video stream")
@@ -241,7 +242,10 @@ def _plan_thumbnails(job: Job, info: MediaInfo, enc: ff.Encode, post: _Post, *, 
         count = max(1, min(count, 1 + math.floor(max(0.0, info.duration - at - 0.05))))
     folder = job.scratch_dir / "poster"
     folder.mkdir(exist_ok=True)
-    poster = ff.PosterOut(0.0 if seek else at, count, biggest[0], biggest[1], folder, first_frame=not seek)
+    if seek:  # rotation unknown here: full displayed size, Pillow fits it into the boxes
+        poster = ff.PosterOut(0.0, count, None, None, folder)
+    else:
+        poster = ff.PosterOut(at, count, biggest[0], biggest[1], folder, first_frame=True)
     post.poster = enc.poster = poster
     if seek:
         enc.seek = at

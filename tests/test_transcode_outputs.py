@@ -139,6 +139,14 @@ def test_portrait_phone_video_stays_portrait(workspace: Path, tmp_path: Path) ->
     for _, _, (w, h), _, _ in s["posters"]:
         assert h > w
     assert s["sprite"][1] > s["sprite"][0]
+    # the poster-only path (input seeking, ffmpeg rotates and sizes the frame) is portrait too
+    eng = engine(workspace, sprite=False)
+    shutil.rmtree(workspace / "processed")
+    res = eng.process("in/phone.mp4", pipelines=["video_thumbnails"])
+    assert res.status == "ok", res
+    for o in outputs_of(workspace, res):
+        (w, h), _, _ = image_stats((workspace / o["path"]).read_bytes())
+        assert (w, h) == (o["meta"]["width"], o["meta"]["height"]) and h > w, o
 
 
 def test_anamorphic_small_source_is_never_upscaled(workspace: Path, tmp_path: Path) -> None:

@@ -189,8 +189,8 @@ class PosterOut:
 
     start: float
     count: int
-    width: int
-    height: int
+    width: int | None  # None: the full displayed size (SAR applied; ffmpeg applies the rotation)
+    height: int | None
     folder: Path
     first_frame: bool = False
 
@@ -355,7 +355,12 @@ def build_args(enc: Encode, ff: Ffmpeg, *, whitelist: Sequence[str]) -> list[str
         pick = f"gte(t,{p.start:.3f}+selected_n)"
         if p.first_frame:
             pick = f"eq(selected_n,0)+gte(t,{p.start:.3f}+selected_n-1)"
-        s = s.filter("select", pick).filter("scale", p.width, p.height, flags="lanczos").filter("setsar", "1")
+        s = s.filter("select", pick)
+        if p.width and p.height:
+            s = s.filter("scale", p.width, p.height, flags="lanczos")
+        else:
+            s = s.filter("scale", "trunc(iw*sar/2+0.5)*2", "ih", flags="lanczos")
+        s = s.filter("setsar", "1")
         s = s.filter("format", "bgr24")
         frames = p.count + p.first_frame
         outputs.append(

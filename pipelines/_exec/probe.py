@@ -63,8 +63,14 @@ def pyav_version() -> str:
     return str(av.__version__)
 
 
-def probe(path: Path, *, allowed_demuxers: Sequence[str], probe_bytes: int = 8 * MIB) -> MediaInfo:
-    """Describe ``path``; raises BadInputError for anything that is not a readable media file."""
+def probe(
+    path: Path, *, allowed_demuxers: Sequence[str], probe_bytes: int = 8 * MIB, rotation: bool = True
+) -> MediaInfo:
+    """Describe ``path``; raises BadInputError for anything that is not a readable media file.
+
+    ``rotation=False`` skips decoding the first frame: display sizes then ignore any rotation (for
+    callers that let ffmpeg rotate and size the picture itself).
+    """
     import av
 
     size = os.path.getsize(path)
@@ -100,7 +106,7 @@ def probe(path: Path, *, allowed_demuxers: Sequence[str], probe_bytes: int = 8 *
             if s.type == "video" and video is None and not int(s.disposition) & _ATTACHED_PIC:
                 vcc: Any = s.codec_context
                 if vcc.width > 0 and vcc.height > 0:
-                    video = _video(container, s)
+                    video = _video(container, s, rotation)
             elif s.type == "audio" and audio is None:
                 cc: Any = s.codec_context
                 channels = getattr(cc, "channels", 0) or getattr(
@@ -118,7 +124,7 @@ def probe(path: Path, *, allowed_demuxers: Sequence[str], probe_bytes: int = 8 *
         )
 
 
-def _video(container: object, s: object) -> VideoStream:
+def _video(container: object, s: object, with_rotation: bool) -> VideoStream:
     import av
 
     assert isinstance(container, av.container.InputContainer) and isinstance(s, av.VideoStream)
@@ -128,7 +134,7 @@ def _video(container: object, s: object) -> VideoStream:
     dw, dh = w, h
     if sar and sar > 0 and sar != 1:
         dw = max(1, round(w * Fraction(sar)))
-    rotation = _rotation(container, s)
+    rotation = _rotation(container, s) if with_rotation else 0
     if rotation % 180 == 90:
         dw, dh = dh, dw
     rate = s.average_rate or s.guessed_rate
