@@ -6,9 +6,11 @@ import multiprocessing
 import os
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from queue import Empty
+from typing import Any
 
 from config.settings import Settings
-from pipelines.engine import Engine, SourceResult
+from pipelines.engine import Engine, ProgressCallback, SourceResult
 
 _engine: Engine | None = None
 
@@ -30,14 +32,31 @@ def iter_sources(engine: Engine, paths: Iterable[str]) -> Iterator[str]:
                 yield rel
 
 
-def _init_worker(settings: Settings) -> None:
-    global _engine
+_progress_queue: Any = None
+
+
+def _init_worker(settings: Settings, progress_queue: Any = None) -> None:
+    global _engine, _progress_queue
     _engine = Engine(settings)
+    _progress_queue = progress_queue
+
+
+def _report(source: str, pipeline: str, fraction: float, message: str) -> None:
+    if _progress_queue is not None:
+        _progress_queue.put((source, pipeline, fraction, message))
 
 
 def _work(relpath: str, pipelines: Sequence[str] | None) -> SourceResult:
     assert _engine is not None
-    return _engine.process(relpath, pipelines=pipelines)
+    return _engine.process(relpath, pipelines=pipelines, progress=_report if _progress_queue else None)
+
+
+def _drain(queue: Any, progress: ProgressCallback | None) -> None:
+    while progress is not None:
+        try:
+            progress(*queue.get_nowait())
+        except Empty:
+            return
 
 
 def run_many(
@@ -48,20 +67,23 @@ def run_many(
     workers: int | None = None,
     on_result: Callable[[SourceResult], None] | None = None,
     engine: Engine | None = None,
+    progress: ProgressCallback | None = None,
 ) -> list[SourceResult]:
-    """Process ``sources``; results come back in ``sources`` order, ``on_result`` sees each as it ends."""
+    """Process ``sources``; results come back in ``sources`` order, ``on_result`` sees each as it ends,
+    ``progress`` sees the pipelines' progress reports (in this process, also from pool workers)."""
     n = min(workers or settings.workers or available_cpus(), len(sources))
     results: dict[str, SourceResult] = {}
     if n <= 1:
         eng = engine or Engine(settings)
         for rel in sources:
-            results[rel] = res = eng.process(rel, pipelines=pipelines)
+            results[rel] = res = eng.process(rel, pipelines=pipelines, progress=progress)
             if on_result:
                 on_result(res)
         return [results[r] for r in sources]
     ctx = multiprocessing.get_context("forkserver")
+    queue = ctx.Queue() if progress is not None else None
     with ProcessPoolExecutor(
-        max_workers=n, mp_context=ctx, initializer=_init_worker, initargs=(settings,)
+        max_workers=n, mp_context=ctx, initializer=_init_worker, initargs=(settings, queue)
     ) as pool:
         pending: dict[Future[SourceResult], str] = {}
         todo = iter(sources)
@@ -71,7 +93,8 @@ def run_many(
             if len(pending) >= 2 * n:
                 break
         while pending:
-            done, _ = wait(pending, return_when=FIRST_COMPLETED)
+            done, _ = wait(pending, timeout=0.25 if queue is not None else None, return_when=FIRST_COMPLETED)
+            _drain(queue, progress)
             for fut in done:
                 rel = pending.pop(fut)
                 try:

@@ -63,3 +63,22 @@ def test_progress_is_reported_for_both_pipelines(workspace: Path) -> None:
     for name in ("transcode", "video_thumbnails"):
         fractions = [f for s, p, f in seen if p == name and s == "in/clip.mp4"]
         assert fractions and fractions == sorted(fractions) and fractions[-1] == 1.0, (name, fractions)
+
+
+def test_progress_reaches_the_caller_from_pool_workers(workspace: Path) -> None:
+    """The CLI draws one bar per file from these reports, also when workers are processes."""
+    from pipelines.batch import run_many
+
+    (workspace / "in").mkdir()
+    for name in ("a.mp4", "b.mp4"):
+        make_media(
+            workspace / "in" / name, "-c:v", "libx264", "-preset", "ultrafast", "-c:a", "aac", seconds=4
+        )
+    settings = load_settings(None, workspace=workspace, transcode=FAST)
+    seen: list[tuple[str, str, float]] = []
+    results = run_many(
+        settings, ["in/a.mp4", "in/b.mp4"], workers=2, progress=lambda s, p, f, m: seen.append((s, p, f))
+    )
+    assert [r.status for r in results] == ["ok", "ok"]
+    for src in ("in/a.mp4", "in/b.mp4"):
+        assert (src, "transcode", 1.0) in seen and (src, "video_thumbnails", 1.0) in seen
