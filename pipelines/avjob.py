@@ -96,7 +96,7 @@ class _Post:
 
     poster: ff.PosterOut | None = None
     sprite: avplan.SpriteGeometry | None = None
-    hls: list[tuple[avplan.RungSize, str, Path]] = field(default_factory=list)  # rung, codecs, scratch m3u8
+    hls: list[tuple[avplan.RungSize, str, ff.HlsOut]] = field(default_factory=list)  # rung, codecs, remux
     tool_files: list[Path] = field(default_factory=list)
 
 
@@ -197,17 +197,13 @@ def _plan_transcode(job: Job, info: MediaInfo, enc: ff.Encode, post: _Post) -> N
                 gop_seconds=t.gop_seconds,
                 audio_kbps=t.video_audio_kbps if a is not None else None,
             )
-            enc.videos.append(
-                ff.VideoOut(path=job.output_path(TRANSCODE, size.rung.name, ext="mp4"), **common)
-            )
-            if hls_names:
+            mp4 = job.output_path(TRANSCODE, size.rung.name, ext="mp4")
+            enc.videos.append(ff.VideoOut(path=mp4, **common))
+            if hls_names:  # remuxed from the MP4 afterwards: no second encode
                 playlist = job.scratch_dir / f"hls-{size.rung.name}.m3u8"
                 seg = job.output_path(TRANSCODE, f"hls-{size.rung.name}", ext="m4s")
-                enc.videos.append(
-                    ff.VideoOut(path=seg, hls_playlist=playlist, hls_seconds=t.hls_segment_seconds, **common)
-                )
                 codecs = avplan.codecs_string(t.profile, level, a is not None)
-                post.hls.append((size, codecs, playlist))
+                post.hls.append((size, codecs, ff.HlsOut(mp4, seg, playlist, t.hls_segment_seconds)))
     if a is not None and (v is None or t.audio_from_video):
         for kind in t.audio_outputs:
             ext = t.audio_ext(kind)
@@ -303,7 +299,18 @@ def _finish(
     if post.hls:
         entries = []
         master_rel = layout.output_path(src, TRANSCODE, "hls", "m3u8")
-        for size, codecs, playlist in post.hls:
+        remux = [item for _, _, item in post.hls]
+        segments = [item.segments for item in remux]
+        t = settings.transcode
+        ff.run(
+            ff.hls_args(remux, tool),
+            deadline=job.deadline,
+            margin=t.deadline_margin_seconds,
+            cleanup=segments,
+        )
+        ff.require_outputs(segments + [item.playlist for item in remux], "")
+        for size, codecs, item in post.hls:
+            playlist = item.playlist
             variant = f"hls-{size.rung.name}"
             media_rel = layout.output_path(src, TRANSCODE, variant, "m3u8")
             seg_url = avplan.relative_url(layout.output_path(src, TRANSCODE, variant, "m4s"), media_rel)

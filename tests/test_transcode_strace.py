@@ -151,11 +151,14 @@ def test_local_copy_mode_reads_each_source_once(
 ) -> None:
     """Default: sources <= 64 MiB are read once by the worker (1 MiB reads); probe and ffmpeg read a copy."""
     sizes = setup_ws(workspace, sources)
-    per = check_contract(workspace, strace_run(tmp_path, workspace, fast_env()), sizes)
+    env = fast_env(hls=True, audio_outputs=["aac", "opus", "mp3"], loudnorm=True)  # every writer
+    per = check_contract(workspace, strace_run(tmp_path, workspace, env), sizes)
     for name, size in sizes.items():
         assert per[name] == {"worker": size, "ffmpeg": 0}, name  # read amplification 1.00
     assert len(list((workspace / "processed/_manifests/in").glob("*.json"))) == len(sizes)
     assert (workspace / "processed/video_thumbnails/sprite/in/clip.ts.jpg").is_file()
+    assert (workspace / "processed/transcode/hls/in/clip.mkv.m3u8").is_file()
+    assert (workspace / "processed/transcode/loudnorm/in/song.wav.m4a").is_file()
 
 
 def test_direct_mode_one_decode_and_bounded_probe(

@@ -167,8 +167,6 @@ class VideoOut:
     max_kbps: int
     gop_seconds: float
     audio_kbps: int | None  # None: no audio
-    hls_playlist: Path | None = None  # set: ``path`` is the single-file fMP4 segment file
-    hls_seconds: float = 6.0
 
 
 @dataclass(frozen=True)
@@ -233,7 +231,6 @@ class Encode:
     def output_files(self) -> list[Path]:
         """Every file ffmpeg writes (to delete if it fails)."""
         files = [v.path for v in self.videos] + [a.path for a in self.audios]
-        files += [v.hls_playlist for v in self.videos if v.hls_playlist]
         return files
 
 
@@ -329,23 +326,8 @@ def build_args(enc: Encode, ff: Ffmpeg, *, whitelist: Sequence[str]) -> list[str
         if audio is not None and out.audio_kbps:
             streams.append(audio)
             kw.update({"c:a": "aac", "b:a": f"{out.audio_kbps}k", **audio_kw})
-        if out.hls_playlist is None:
-            kw.update(
-                f="mp4",
-                movflags="+frag_keyframe+empty_moov+default_base_moof",
-                pkt_size=MIB,
-            )
-            outputs.append(ffmpeg.output(*streams, _url(out.path), **kw))
-        else:
-            kw.update(
-                f="hls",
-                hls_segment_type="fmp4",
-                hls_playlist_type="vod",
-                hls_flags="single_file",
-                hls_time=f"{out.hls_seconds:g}",
-                hls_segment_filename=_url(out.path),
-            )
-            outputs.append(ffmpeg.output(*streams, _url(out.hls_playlist), **kw))
+        kw.update(f="mp4", movflags="+frag_keyframe+empty_moov+default_base_moof", pkt_size=MIB)
+        outputs.append(ffmpeg.output(*streams, _url(out.path), **kw))
 
     if enc.poster is not None:
         p = enc.poster
@@ -410,6 +392,42 @@ def build_args(enc: Encode, ff: Ffmpeg, *, whitelist: Sequence[str]) -> list[str
     args: list[str] = graph.compile(cmd=ff.path, overwrite_output=False)
     globals_ = ["-hide_banner", "-nostdin", "-y", "-v", "error", "-progress", "pipe:1", "-nostats"]
     return [args[0], *globals_, *args[1:]]
+
+
+@dataclass(frozen=True)
+class HlsOut:
+    """An HLS rendition remuxed (no re-encode) from a fragmented MP4 rendition."""
+
+    mp4: Path  # input: the rendition just written
+    segments: Path  # the single fMP4 file with every segment (byte ranges)
+    playlist: Path  # the media playlist, written by ffmpeg into a local folder
+    seconds: float
+
+
+def hls_args(items: Sequence[HlsOut], ff: Ffmpeg) -> list[str]:
+    """One ffmpeg process that remuxes every rendition into HLS: ``-c copy``, VOD, single file, so
+    each file is written once and nothing is renamed (temp_file/live playlists would rename)."""
+    import ffmpeg
+
+    outputs = []
+    for item in items:
+        inp = ffmpeg.input(_url(item.mp4), f="mov", pkt_size=MIB, protocol_whitelist="file")
+        outputs.append(
+            ffmpeg.output(
+                inp,
+                _url(item.playlist),
+                c="copy",
+                f="hls",
+                hls_segment_type="fmp4",
+                hls_playlist_type="vod",
+                hls_flags="single_file",
+                hls_time=f"{item.seconds:g}",
+                hls_segment_filename=_url(item.segments),
+            )
+        )
+    graph = ffmpeg.merge_outputs(*outputs) if len(outputs) > 1 else outputs[0]
+    args: list[str] = graph.compile(cmd=ff.path, overwrite_output=False)
+    return [args[0], "-hide_banner", "-nostdin", "-y", "-v", "error", *args[1:]]
 
 
 # --------------------------------------------------------------------------------------------- run
