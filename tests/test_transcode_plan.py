@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from config.errors import ConfigError
@@ -120,3 +122,37 @@ def test_ffmpeg_pipelines_run_as_one_group() -> None:
         ("transcode", ["video_thumbnails"]),
         ("thumbnails", []),
     ]
+
+
+def test_an_ffmpeg_without_pkt_size_is_refused_or_skipped(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Like Debian 12's ffmpeg 5.1: a real ffmpeg behind a wrapper that hides the file protocol's
+    pkt_size option (everything else is passed through to the real binary)."""
+    from avtools import FFMPEG
+
+    from config.errors import MissingDependencyError
+    from pipelines._exec import ffmpeg as ff
+
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    wrapper = bindir / "ffmpeg"
+    wrapper.write_text(
+        "#!/bin/sh\n"
+        f'if [ "$2" = "-h" ] && [ "$3" = "protocol=file" ]; then\n'
+        f'  "{FFMPEG}" "$@" | grep -v pkt_size; exit 0\nfi\n'
+        f'exec "{FFMPEG}" "$@"\n'
+    )
+    wrapper.chmod(0o755)
+    ff.locate.cache_clear()
+    try:
+        with pytest.raises(MissingDependencyError, match="no file-protocol option pkt_size"):
+            ff.locate(str(wrapper))
+        monkeypatch.setenv("PATH", f"{bindir}:/usr/bin:/bin")
+        with caplog.at_level("WARNING"):
+            found = ff.locate(None)
+        assert found.origin == "imageio-ffmpeg" and found.path == FFMPEG
+        assert any("skipping it" in r.message and str(wrapper) in r.message for r in caplog.records)
+        assert ff.locate(FFMPEG).origin == "config"  # the real one, configured, is fine
+    finally:
+        ff.locate.cache_clear()
