@@ -97,7 +97,6 @@ class _Post:
     poster: ff.PosterOut | None = None
     sprite: avplan.SpriteGeometry | None = None
     hls: list[tuple[avplan.RungSize, str, ff.HlsOut]] = field(default_factory=list)  # rung, codecs, remux
-    tool_files: list[Path] = field(default_factory=list)
 
 
 def run_group(job: Job, pipelines: Sequence[FfmpegPipeline]) -> None:
