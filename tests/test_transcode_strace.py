@@ -135,6 +135,7 @@ def check_contract(
     final = {str(p): p.stat().st_size for p in (ws / "processed").rglob("*") if p.is_file()}
     assert set(written) == set(final), set(written) ^ set(final)  # nothing written and then deleted
     wa = sum(written.values()) / sum(final.values())
+    print(f"1 MiB-read share {big / (big + small):.4f}; write amplification {wa:.4f}; per source {per}")
     assert wa <= 1.02, wa
     return per
 
