@@ -219,7 +219,7 @@ class Encode:
     video_stream: int | None
     audio_stream: int | None
     audio_channels: int = 2
-    seek: float | None = None  # input seeking (poster-only jobs)
+    seek: float | None = None  # input seeking to the keyframe at or before this time (poster-only jobs)
     limit_seconds: float | None = None
     fps_cap: float | None = None
     threads: int = 0
@@ -287,8 +287,9 @@ def build_args(enc: Encode, ff: Ffmpeg, *, whitelist: Sequence[str]) -> list[str
         "probesize": FFMPEG_PROBESIZE,
         "skip_estimate_duration_from_pts": 1,
     }
-    if enc.seek is not None:
+    if enc.seek is not None:  # poster-only: start at the keyframe at or before the poster time
         in_opts["ss"] = f"{enc.seek:.3f}"
+        in_opts["noaccurate_seek"] = None
     if enc.limit_seconds is not None:
         in_opts["t"] = f"{enc.limit_seconds:.3f}"
     inp = ffmpeg.input(_url(enc.source), **in_opts)
