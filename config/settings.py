@@ -190,6 +190,8 @@ class Settings(BaseSettings):
             section = getattr(self, name)
             if isinstance(section, Section):
                 variants.update(section.planned_variants())
+        # video posters come in the image thumbnail sizes and formats
+        variants["video_thumbnails"] = variants.get("video_thumbnails", []) + variants.get("thumbnails", [])
         return variants
 
     def fingerprint(self, section: BaseModel | dict[str, Any] | None) -> str:

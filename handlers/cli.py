@@ -97,7 +97,18 @@ def _run(
         disable=not err.is_terminal,
     )
 
+    bars: dict[str, Any] = {}  # one bar per file in flight: its slowest pipeline's progress
+
+    def file_progress(source: str, pipeline: str, fraction: float, message: str) -> None:
+        if source not in bars:
+            bars[source] = (progress.add_task(f"  {source}", total=1.0), {})
+        bar, fractions = bars[source]
+        fractions[pipeline] = fraction
+        progress.update(bar, completed=min(fractions.values()))
+
     def report(res: SourceResult) -> None:
+        if res.source in bars:
+            progress.remove_task(bars.pop(res.source)[0])
         progress.advance(task)
         if as_json:
             print(json.dumps(res.to_dict(), ensure_ascii=False), flush=True)
@@ -107,7 +118,13 @@ def _run(
     with progress:
         task = progress.add_task("processing", total=len(sources))
         return run_many(
-            settings, sources, pipelines=pipelines, workers=workers, on_result=report, engine=engine
+            settings,
+            sources,
+            pipelines=pipelines,
+            workers=workers,
+            on_result=report,
+            engine=engine,
+            progress=file_progress if progress.console.is_terminal and not as_json else None,
         )
 
 

@@ -165,6 +165,18 @@ class _Job:
             self._scratch = None
 
 
+def group_pipelines(pipelines: Sequence[Pipeline]) -> list[tuple[Pipeline, list[Pipeline]]]:
+    """Split the selected pipelines, in order, into (lead, partners the lead also runs) groups."""
+    groups: list[tuple[Pipeline, list[Pipeline]]] = []
+    rest = list(pipelines)
+    while rest:
+        lead = rest.pop(0)
+        partners = [p for p in rest if lead.can_run_with(p)]
+        rest = [p for p in rest if p not in partners]
+        groups.append((lead, partners))
+    return groups
+
+
 class Engine:
     """Processes sources of one workspace with one set of settings and pipelines."""
 
@@ -284,13 +296,16 @@ class Engine:
         job = _Job(self.ws, source, settings, deadline, planned, progress=progress)
         started.append(job)
         timings: dict[str, float] = {}
-        for p in accepted:
+        for lead, partners in group_pipelines(accepted):
             t = time.monotonic()
             if deadline is not None and t >= deadline:
-                raise JobTimeoutError(f"deadline reached before {p.name}")
-            p.run(job)
+                raise JobTimeoutError(f"deadline reached before {lead.name}")
+            if partners:
+                lead.run_with(job, partners)
+            else:
+                lead.run(job)
             job.finish_tool_outputs()
-            timings[p.name] = time.monotonic() - t
+            timings["+".join(p.name for p in [lead, *partners])] = time.monotonic() - t
         tools = {"media-worker": VERSION}
         for p in accepted:
             tools.update(p.tool_versions())

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import time
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any, ClassVar, Protocol
@@ -104,6 +105,8 @@ class Pipeline(ABC):
     2. :meth:`check` - once per process, before the first run; raises ``MissingDependencyError``.
     3. :meth:`plan` - the outputs it may write; the engine renders and validates their paths.
     4. :meth:`run` - does the work through the :class:`Job`; raises ``MediaWorkerError`` subclasses.
+       Pipelines that share work (one decode for several) say so with :meth:`can_run_with`; the
+       engine then calls :meth:`run_with` on the first of them once, instead of each :meth:`run`.
     """
 
     name: ClassVar[str]
@@ -131,6 +134,18 @@ class Pipeline(ABC):
     @abstractmethod
     def run(self, job: Job) -> None:
         """Produce the planned outputs through ``job``."""
+
+    def can_run_with(self, other: Pipeline) -> bool:
+        """True if :meth:`run_with` can also produce ``other``'s outputs for the same source, e.g. from
+        one read and decode.  The engine asks the first selected pipeline about each later one."""
+        return False
+
+    def run_with(self, job: Job, partners: Sequence[Pipeline]) -> None:
+        """Produce this pipeline's and ``partners``' outputs (those it said it ``can_run_with``).
+        Called by the engine instead of each one's :meth:`run`; the default runs them in turn."""
+        self.run(job)
+        for p in partners:
+            p.run(job)
 
 
 def check_deadline(job: Job, what: str) -> None:

@@ -1,0 +1,574 @@
+"""The ffmpeg wrapper: find the binary, check it once, build one command for a whole job, run it.
+
+Which ffmpeg: ``transcode.ffmpeg_binary`` if set, else ``ffmpeg`` on PATH, else the static build shipped
+by the ``imageio-ffmpeg`` package.  An ffmpeg whose file protocol has no ``pkt_size`` option (Debian 12's
+5.1) reads in 32 KiB pieces, which S3 Files serves from its paid cache: a configured one is refused
+(MissingDependencyError), one found on PATH is skipped with a warning in favour of imageio-ffmpeg's.
+
+A job is described by :class:`Encode` (one input, many outputs) and becomes ONE ffmpeg process that
+decodes the source once: video through ``split`` into every rendition, the poster and the sprite
+branch; audio mapped into every audio output.  Sources are opened with ``-protocol_whitelist file``,
+a forced demuxer (the one the probe found in the whitelist) and a ``file:`` URL, so a crafted upload
+cannot make ffmpeg read another file or the network, and a name starting with ``-`` is not an option.
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import functools
+import logging
+import os
+import re
+import shutil
+import subprocess
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from config.errors import BadInputError, JobTimeoutError, MissingDependencyError, ToolFailedError
+
+log = logging.getLogger("media_worker.ffmpeg")
+MIB = 1 << 20
+REQUIRED_ENCODERS = ("libx264", "aac", "libopus", "libmp3lame", "mjpeg", "bmp")
+_VERSION = re.compile(r"ffmpeg version (\S+)")
+_STDERR_LINES = 40
+FFMPEG_PROBESIZE = 500_000
+# ffmpeg messages that mean the input, not ffmpeg, is at fault
+_BAD_INPUT = re.compile(
+    r"Invalid data found|partial file|Error while decoding|Decoding error|received no packets|"
+    r"Invalid NAL|moov atom not found|End of file|Decode error rate|could not find codec parameters",
+    re.IGNORECASE,
+)
+
+
+# ------------------------------------------------------------------------------------------ locate
+
+
+@dataclass(frozen=True)
+class Ffmpeg:
+    """A usable ffmpeg binary."""
+
+    path: str
+    version: str
+    origin: str  # "config", "PATH" or "imageio-ffmpeg"
+
+
+def _version(path: str) -> str:
+    try:
+        out = subprocess.run(
+            [path, "-hide_banner", "-version"], capture_output=True, text=True, timeout=30, check=False
+        ).stdout
+    except (OSError, subprocess.SubprocessError) as exc:
+        raise MissingDependencyError(f"ffmpeg at {path} cannot be run: {exc}") from None
+    m = _VERSION.search(out)
+    if not m:
+        raise MissingDependencyError(f"{path} does not look like ffmpeg (no version line)")
+    return m.group(1)
+
+
+def _has_pkt_size(path: str) -> bool:
+    out = subprocess.run(
+        [path, "-hide_banner", "-h", "protocol=file"], capture_output=True, text=True, timeout=30, check=False
+    ).stdout
+    return "pkt_size" in out
+
+
+def _missing_encoders(path: str) -> list[str]:
+    out = subprocess.run(
+        [path, "-hide_banner", "-encoders"], capture_output=True, text=True, timeout=30, check=False
+    ).stdout
+    have = {line.split()[1] for line in out.splitlines() if len(line.split()) > 1 and line.startswith(" ")}
+    return [e for e in REQUIRED_ENCODERS if e not in have]
+
+
+def _imageio_ffmpeg() -> str | None:
+    try:
+        import imageio_ffmpeg
+    except ImportError:
+        return None
+    try:
+        return str(imageio_ffmpeg.get_ffmpeg_exe())
+    except RuntimeError:
+        return None
+
+
+_found: list[Ffmpeg] = []
+
+
+def located() -> Ffmpeg | None:
+    """The ffmpeg found by the last :func:`locate`, if any (for the manifest's tool versions)."""
+    return _found[-1] if _found else None
+
+
+@functools.lru_cache(maxsize=4)
+def locate(configured: str | None = None) -> Ffmpeg:
+    """Find and check ffmpeg once per process (configured, PATH, imageio-ffmpeg)."""
+    candidates: list[tuple[str, str]] = []
+    if configured:
+        found = shutil.which(configured)
+        if not found:
+            raise MissingDependencyError(
+                f"transcode.ffmpeg_binary {configured!r} not found or not executable"
+            )
+        candidates.append((found, "config"))
+    else:
+        if on_path := shutil.which("ffmpeg"):
+            candidates.append((on_path, "PATH"))
+        if bundled := _imageio_ffmpeg():
+            candidates.append((bundled, "imageio-ffmpeg"))
+    if not candidates:
+        raise MissingDependencyError(
+            "ffmpeg not found: install the Python package imageio-ffmpeg (it ships a static ffmpeg) "
+            "or put an ffmpeg >= 6 on PATH"
+        )
+    for path, origin in candidates:
+        version = _version(path)
+        if not _has_pkt_size(path):
+            why = (
+                f"ffmpeg {version} at {path} has no file-protocol option pkt_size, so it reads sources in "
+                "32 KiB pieces (S3 Files would serve them from its paid cache)"
+            )
+            if origin == "config":
+                raise MissingDependencyError(f"{why}; use ffmpeg >= 6 (e.g. the one from imageio-ffmpeg)")
+            log.warning("%s; skipping it", why)
+            continue
+        if missing := _missing_encoders(path):
+            why = f"ffmpeg {version} at {path} lacks encoder(s) {', '.join(missing)}"
+            if origin == "config":
+                raise MissingDependencyError(why)
+            log.warning("%s; skipping it", why)
+            continue
+        log.info("using ffmpeg %s from %s (%s)", version, origin, path)
+        _found.append(Ffmpeg(path, version, origin))
+        return _found[-1]
+    raise MissingDependencyError(
+        "no usable ffmpeg (see warnings above): install the Python package imageio-ffmpeg"
+    )
+
+
+# ------------------------------------------------------------------------------------------ encode
+
+
+@dataclass(frozen=True)
+class VideoOut:
+    """One H.264/AAC rendition: fragmented MP4 or an HLS fMP4 file with its media playlist."""
+
+    width: int
+    height: int
+    path: Path
+    crf: int
+    preset: str
+    profile: str
+    level: str
+    max_kbps: int
+    gop_seconds: float
+    audio_kbps: int | None  # None: no audio
+
+
+@dataclass(frozen=True)
+class AudioOut:
+    """One audio file."""
+
+    codec: str  # "aac" | "opus" | "mp3"
+    container: str  # "mp4" | "webm" | "ogg" | "mp3"
+    kbps: int
+    path: Path
+    loudnorm_lufs: float | None = None
+
+
+@dataclass(frozen=True)
+class PosterOut:
+    """Candidate poster frames as BMP files in a local folder: ``start`` + k seconds, k < count
+    (after the video's first frame when ``first_frame``)."""
+
+    start: float
+    count: int
+    width: int | None  # None: the full displayed size (SAR applied; ffmpeg applies the rotation)
+    height: int | None
+    folder: Path
+    first_frame: bool = False
+
+    def times(self, seek: float | None) -> list[float]:
+        """Media time of each file ``poster%02d.bmp``, in file order."""
+        base = seek or 0.0
+        head = [0.0] if self.first_frame else []
+        return head + [base + self.start + k for k in range(self.count)]
+
+
+@dataclass(frozen=True)
+class SpriteOut:
+    """Storyboard tiles as BMP files in a local folder: one every ``interval`` s, ``max_tiles`` at most."""
+
+    interval: float
+    tile_width: int
+    tile_height: int
+    max_tiles: int
+    folder: Path
+
+
+@dataclass
+class Encode:
+    """Everything one ffmpeg process makes from one source."""
+
+    source: Path
+    demuxer: str
+    video_stream: int | None
+    audio_stream: int | None
+    audio_channels: int = 2
+    seek: float | None = None  # input seeking to the keyframe at or before this time (poster-only jobs)
+    limit_seconds: float | None = None
+    fps_cap: float | None = None
+    threads: int = 0
+    videos: list[VideoOut] = field(default_factory=list)
+    audios: list[AudioOut] = field(default_factory=list)
+    poster: PosterOut | None = None
+    sprite: SpriteOut | None = None
+
+    def output_files(self) -> list[Path]:
+        """Every file ffmpeg writes (to delete if it fails)."""
+        files = [v.path for v in self.videos] + [a.path for a in self.audios]
+        return files
+
+
+def _url(path: Path) -> str:
+    """A ``file:`` URL for a path: never parsed as an option or another protocol."""
+    return "file:" + os.path.abspath(path)
+
+
+def _ladder(src: Any, enc: Encode) -> list[Any]:
+    """One filtered stream per rendition: a cascade, each rung scaled from the next larger one.
+
+    Scaling every rung from a 1080p source runs three full-size scalers in one filter thread, which
+    then limits the whole process; scaling 720p from 1080p, then 480p and 360p from 720p, costs a
+    fraction (bicubic at these ratios keeps the quality).
+    """
+    if enc.fps_cap:  # set only when the source is faster; poster/sprite branches keep exact times
+        src = src.filter("fps", f"{enc.fps_cap:g}")
+    sizes: list[tuple[int, int]] = []
+    for v in enc.videos:
+        if (v.width, v.height) not in sizes:
+            sizes.append((v.width, v.height))
+    sizes.sort(key=lambda wh: -wh[0] * wh[1])
+    per_size: dict[tuple[int, int], list[Any]] = {}
+    prev = src
+    for i, (w, h) in enumerate(sizes):
+        scaled = prev.filter("scale", w, h, flags="bicubic", out_range="tv")
+        users = sum((v.width, v.height) == (w, h) for v in enc.videos) + (i < len(sizes) - 1)
+        if users > 1:
+            split = scaled.filter_multi_output("split", users)
+            streams = [split.stream(k) for k in range(users)]
+        else:
+            streams = [scaled]
+        if i < len(sizes) - 1:
+            prev = streams.pop()
+        per_size[(w, h)] = streams
+    return [
+        per_size[(v.width, v.height)].pop(0).filter("setsar", "1").filter("format", "yuv420p")
+        for v in enc.videos
+    ]
+
+
+def build_args(enc: Encode, ff: Ffmpeg, *, whitelist: Sequence[str]) -> list[str]:
+    """The ffmpeg command line for ``enc`` (built with ffmpeg-python)."""
+    import ffmpeg
+
+    in_opts: dict[str, Any] = {
+        "f": enc.demuxer,
+        "pkt_size": MIB,
+        "protocol_whitelist": "file",
+        "format_whitelist": ",".join(whitelist),
+        # the probe already knows the streams and the duration: a small probesize keeps the demuxer's
+        # header scan inside the first 1 MiB buffer, and no PTS scan at the end of the file, so an
+        # MPEG-TS is not read twice (5 MB scan + seek back + a jump to the end without these)
+        "probesize": FFMPEG_PROBESIZE,
+        "skip_estimate_duration_from_pts": 1,
+    }
+    if enc.seek is not None:  # poster-only: start at the keyframe at or before the poster time
+        in_opts["ss"] = f"{enc.seek:.3f}"
+        in_opts["noaccurate_seek"] = None
+    if enc.limit_seconds is not None:
+        in_opts["t"] = f"{enc.limit_seconds:.3f}"
+    inp = ffmpeg.input(_url(enc.source), **in_opts)
+    outputs = []
+    common: dict[str, Any] = {"map_metadata": -1, "map_chapters": -1}
+    if enc.threads:
+        common["threads"] = enc.threads
+
+    video_users = bool(enc.videos) + (enc.poster is not None) + (enc.sprite is not None)
+    branches: list[Any] = []
+    if enc.video_stream is not None and video_users:
+        v = inp[str(enc.video_stream)]
+        if video_users > 1:
+            split = v.filter_multi_output("split", video_users)
+            branches = [split.stream(i) for i in range(video_users)]
+        else:
+            branches = [v]
+    audio = inp[str(enc.audio_stream)] if enc.audio_stream is not None else None
+    audio_kw: dict[str, Any] = {"ac": 2} if enc.audio_channels > 2 else {}
+
+    rendition_streams = _ladder(branches.pop(0), enc) if enc.videos else []
+    for out, s in zip(enc.videos, rendition_streams, strict=True):
+        kw: dict[str, Any] = {
+            **common,
+            "c:v": "libx264",
+            "preset": out.preset,
+            "crf": out.crf,
+            "profile:v": out.profile,
+            "level:v": out.level,
+            "maxrate": f"{out.max_kbps}k",
+            "bufsize": f"{2 * out.max_kbps}k",
+            "force_key_frames": f"expr:gte(t,n_forced*{out.gop_seconds:g})",
+        }
+        streams = [s]
+        if audio is not None and out.audio_kbps:
+            streams.append(audio)
+            kw.update({"c:a": "aac", "b:a": f"{out.audio_kbps}k", **audio_kw})
+        kw.update(f="mp4", movflags="+frag_keyframe+empty_moov+default_base_moof", pkt_size=MIB)
+        outputs.append(ffmpeg.output(*streams, _url(out.path), **kw))
+
+    if enc.poster is not None:
+        p = enc.poster
+        s = branches.pop(0).filter("setpts", "PTS-STARTPTS")
+        # candidates at start, start+1 s, ...; with first_frame also the first frame, at once (a
+        # fallback, and it lets ffmpeg's progress start before the poster time is reached)
+        pick = f"gte(t,{p.start:.3f}+selected_n)"
+        if p.first_frame:
+            pick = f"eq(selected_n,0)+gte(t,{p.start:.3f}+selected_n-1)"
+        s = s.filter("select", pick)
+        if p.width and p.height:
+            s = s.filter("scale", p.width, p.height, flags="lanczos")
+        else:
+            s = s.filter("scale", "trunc(iw*sar/2+0.5)*2", "ih", flags="lanczos")
+        s = s.filter("setsar", "1")
+        s = s.filter("format", "bgr24")
+        frames = p.count + p.first_frame
+        outputs.append(
+            ffmpeg.output(
+                s,
+                _url(p.folder / "poster%02d.bmp"),
+                **{**common, "f": "image2", "c:v": "bmp", "frames:v": frames, "start_number": 0}
+                | {"fps_mode": "passthrough"},
+            )
+        )
+
+    if enc.sprite is not None:
+        sp = enc.sprite
+        s = branches.pop(0)
+        # the first frame at or after each multiple of the interval; unlike fps=1/N this emits the
+        # first tile at once, so ffmpeg's progress (the slowest output's time) keeps moving
+        s = s.filter("setpts", "PTS-STARTPTS").filter("select", f"gte(t,selected_n*{sp.interval:g})")
+        s = s.filter("scale", sp.tile_width, sp.tile_height, flags="bicubic").filter("setsar", "1")
+        s = s.filter("format", "bgr24")
+        outputs.append(
+            ffmpeg.output(
+                s,
+                _url(sp.folder / "tile%05d.bmp"),
+                **{**common, "f": "image2", "c:v": "bmp", "frames:v": sp.max_tiles, "start_number": 0}
+                | {"fps_mode": "passthrough"},
+            )
+        )
+
+    for a in enc.audios:
+        assert audio is not None
+        s = audio
+        if a.loudnorm_lufs is not None:
+            s = s.filter("loudnorm", I=f"{a.loudnorm_lufs:g}", TP="-1.5", LRA="11").filter("aresample", 48000)
+        kw = {**common, **audio_kw, "b:a": f"{a.kbps}k", "pkt_size": MIB}
+        if a.codec == "aac":
+            kw.update({"c:a": "aac", "f": "mp4", "movflags": "+empty_moov+default_base_moof"})
+            kw["frag_duration"] = 2_000_000
+        elif a.codec == "opus":
+            kw.update({"c:a": "libopus", "f": a.container})
+        else:
+            kw.update({"c:a": "libmp3lame", "f": "mp3", "id3v2_version": 0, "write_xing": 1})
+        outputs.append(ffmpeg.output(s, _url(a.path), **kw))
+
+    if not outputs:
+        raise ValueError("nothing to encode")
+    graph = ffmpeg.merge_outputs(*outputs) if len(outputs) > 1 else outputs[0]
+    args: list[str] = graph.compile(cmd=ff.path, overwrite_output=False)
+    globals_ = ["-hide_banner", "-nostdin", "-y", "-v", "error", "-progress", "pipe:1", "-nostats"]
+    return [args[0], *globals_, *args[1:]]
+
+
+@dataclass(frozen=True)
+class HlsOut:
+    """An HLS rendition remuxed (no re-encode) from a fragmented MP4 rendition."""
+
+    mp4: Path  # input: the rendition just written
+    segments: Path  # the single fMP4 file with every segment (byte ranges)
+    playlist: Path  # the media playlist, written by ffmpeg into a local folder
+    seconds: float
+
+
+def hls_args(items: Sequence[HlsOut], ff: Ffmpeg) -> list[str]:
+    """One ffmpeg process that remuxes every rendition into HLS: ``-c copy``, VOD, single file, so
+    each file is written once and nothing is renamed (temp_file/live playlists would rename)."""
+    import ffmpeg
+
+    outputs = []
+    for item in items:
+        inp = ffmpeg.input(_url(item.mp4), f="mov", pkt_size=MIB, protocol_whitelist="file")
+        outputs.append(
+            ffmpeg.output(
+                inp,
+                _url(item.playlist),
+                c="copy",
+                f="hls",
+                hls_segment_type="fmp4",
+                hls_playlist_type="vod",
+                hls_flags="single_file",
+                hls_time=f"{item.seconds:g}",
+                hls_segment_filename=_url(item.segments),
+            )
+        )
+    graph = ffmpeg.merge_outputs(*outputs) if len(outputs) > 1 else outputs[0]
+    args: list[str] = graph.compile(cmd=ff.path, overwrite_output=False)
+    return [args[0], "-hide_banner", "-nostdin", "-y", "-v", "error", *args[1:]]
+
+
+# --------------------------------------------------------------------------------------------- run
+
+
+@dataclass
+class RunResult:
+    """What a finished ffmpeg run reported."""
+
+    seconds_done: float  # media time processed (last out_time of -progress)
+    stderr_tail: str
+    wall_seconds: float
+
+
+def _last_error(tail: str) -> str:
+    lines = [ln.strip() for ln in tail.splitlines() if ln.strip()]
+    return lines[-1][:300] if lines else "no error message"
+
+
+def run(
+    args: list[str],
+    *,
+    deadline: float | None = None,
+    margin: float = 1.5,
+    expected_seconds: float | None = None,
+    video_fps: float | None = None,
+    on_progress: Callable[[float, str], None] | None = None,
+    cleanup: Sequence[Path] = (),
+    env: dict[str, str] | None = None,
+) -> RunResult:
+    """Run ffmpeg; stop it ``margin`` seconds before ``deadline`` (terminate, then kill).
+
+    ``on_progress(fraction, message)`` is called from -progress output (fraction of
+    ``expected_seconds``).  ffmpeg's ``out_time`` is the time of its slowest output (a poster taken
+    at 10 % holds it at 0 until then), so with ``video_fps`` the first video output's frame count
+    counts too.  On any failure the files in ``cleanup`` are deleted before raising
+    (ToolFailedError, or JobTimeoutError when the deadline stopped it).
+    """
+    t0 = time.monotonic()
+    stop_at = None if deadline is None else deadline - margin
+    if stop_at is not None and t0 >= stop_at:
+        raise JobTimeoutError("deadline reached before ffmpeg could start")
+    try:
+        proc = subprocess.Popen(
+            args,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env=env,
+            close_fds=True,
+        )
+    except OSError as exc:
+        raise MissingDependencyError(f"cannot run ffmpeg ({args[0]}): {exc}") from None
+    tail: collections.deque[str] = collections.deque(maxlen=_STDERR_LINES)
+    done = [0.0]
+
+    def read_stderr() -> None:
+        assert proc.stderr is not None
+        for raw in proc.stderr:
+            tail.append(raw.decode("utf-8", "replace").rstrip())
+
+    def read_progress() -> None:
+        assert proc.stdout is not None
+        for raw in proc.stdout:
+            key, _, value = raw.decode("utf-8", "replace").strip().partition("=")
+            if key == "out_time_us" and value.lstrip("-").isdigit():
+                done[0] = max(done[0], int(value) / 1e6)
+            elif key == "frame" and video_fps and value.isdigit():
+                done[0] = max(done[0], int(value) / video_fps)
+            elif key == "progress" and on_progress is not None:
+                frac = done[0] / expected_seconds if expected_seconds else 0.0
+                if value == "end":
+                    frac = 1.0
+                with contextlib.suppress(Exception):  # a broken callback must not stop the job
+                    on_progress(min(frac, 1.0), f"{done[0]:.1f} s")
+
+    threads = [threading.Thread(target=f, daemon=True) for f in (read_stderr, read_progress)]
+    for t in threads:
+        t.start()
+    timed_out = False
+    try:
+        while True:
+            wait = None if stop_at is None else max(0.0, stop_at - time.monotonic())
+            try:
+                proc.wait(timeout=wait)
+                break
+            except subprocess.TimeoutExpired:
+                timed_out = True
+                _stop(proc, grace=min(1.0, max(margin / 2, 0.1)))
+                break
+    except BaseException:
+        _stop(proc, grace=0.5)
+        remove_files(cleanup)
+        raise
+    for t in threads:
+        t.join(timeout=2)
+    stderr_tail = "\n".join(tail)
+    wall = time.monotonic() - t0
+    if timed_out:
+        remove_files(cleanup)
+        raise JobTimeoutError(
+            f"ffmpeg stopped at the job deadline after {wall:.1f} s ({done[0]:.1f} s of media done)",
+            detail=stderr_tail,
+        )
+    if proc.returncode != 0:
+        remove_files(cleanup)
+        what = f"signal {-proc.returncode}" if proc.returncode < 0 else f"exit {proc.returncode}"
+        if proc.returncode > 0 and _BAD_INPUT.search(stderr_tail):
+            raise BadInputError(
+                f"the source cannot be decoded (ffmpeg {what}): {_last_error(stderr_tail)}",
+                detail=stderr_tail,
+            )
+        raise ToolFailedError(f"ffmpeg failed ({what}): {_last_error(stderr_tail)}", detail=stderr_tail)
+    return RunResult(done[0], stderr_tail, wall)
+
+
+def _stop(proc: subprocess.Popen[bytes], *, grace: float) -> None:
+    if proc.poll() is not None:
+        return
+    proc.terminate()
+    try:
+        proc.wait(timeout=grace)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+def remove_files(paths: Sequence[Path]) -> None:
+    """Delete files (partial outputs); missing ones are fine."""
+    for p in paths:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(p)
+
+
+def require_outputs(paths: Sequence[Path], stderr_tail: str) -> None:
+    """ffmpeg can exit 0 without writing an output (e.g. no packet decoded): that is a bad input."""
+    empty = [p for p in paths if not p.is_file() or p.stat().st_size == 0]
+    if empty:
+        remove_files(paths)
+        raise BadInputError(
+            f"ffmpeg produced no data for {len(empty)} output(s): {_last_error(stderr_tail)}",
+            detail=stderr_tail,
+        )

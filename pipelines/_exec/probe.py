@@ -1,0 +1,164 @@
+"""Probing a media file with PyAV (libavformat in-process): streams, duration, geometry, rotation.
+
+Bounded and large reads: the file protocol reads in 1 MiB pieces (``pkt_size``) and the demuxer
+analyses at most ``probe_bytes``; in practice an MP4 costs one 1 MiB read (moov first) or three (moov
+at the end).  Only the file protocol and the whitelisted demuxers can be used, so a playlist disguised
+as a video is refused here, before ffmpeg ever sees it.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+from config.errors import BadInputError, MissingDependencyError
+
+MIB = 1 << 20
+_ATTACHED_PIC = 0x400  # AV_DISPOSITION_ATTACHED_PIC: cover art shown as a "video" stream
+_ROTATION_PACKETS = 64  # packets demuxed at most to find the first frame's display rotation
+
+
+@dataclass(frozen=True)
+class VideoStream:
+    index: int
+    codec: str
+    width: int  # as stored
+    height: int
+    display_width: int  # sample aspect ratio and rotation applied
+    display_height: int
+    rotation: int  # degrees, as the display matrix says (0, 90, 180, 270)
+    fps: float | None
+
+
+@dataclass(frozen=True)
+class AudioStream:
+    index: int
+    codec: str
+    channels: int
+    sample_rate: int
+
+
+@dataclass(frozen=True)
+class MediaInfo:
+    demuxer: str  # short name to force with -f (first of the probed names)
+    format_names: str
+    duration: float | None  # seconds, None when the container does not say
+    streams: int
+    video: VideoStream | None
+    audio: AudioStream | None
+    size: int
+
+
+def pyav_version() -> str:
+    try:
+        import av
+    except ImportError:
+        raise MissingDependencyError(
+            "PyAV is needed to probe media: install the Python package 'av'"
+        ) from None
+    return str(av.__version__)
+
+
+def probe(
+    path: Path, *, allowed_demuxers: Sequence[str], probe_bytes: int = 8 * MIB, rotation: bool = True
+) -> MediaInfo:
+    """Describe ``path``; raises BadInputError for anything that is not a readable media file.
+
+    ``rotation=False`` skips decoding the first frame: display sizes then ignore any rotation (for
+    callers that let ffmpeg rotate and size the picture itself).
+    """
+    import av
+
+    size = os.path.getsize(path)
+    if size == 0:
+        raise BadInputError("empty file (0 bytes)")
+    options = {
+        "pkt_size": str(MIB),
+        "protocol_whitelist": "file",
+        "format_whitelist": ",".join(allowed_demuxers),
+        "probesize": str(probe_bytes),
+    }
+    try:
+        container = av.open(str(path), "r", options=options)
+    except av.FFmpegError as exc:
+        raise BadInputError(
+            f"not a media file we accept ({_reason(exc)}; allowed formats: {', '.join(allowed_demuxers)})",
+            detail=repr(exc),
+        ) from None
+    except (OSError, ValueError, MemoryError) as exc:  # pragma: no cover - defensive
+        raise BadInputError(f"cannot open media: {exc}") from None
+    with container:
+        fmt = container.format.name
+        demuxer = fmt.split(",")[0]
+        if not any(d in fmt.split(",") for d in allowed_demuxers):  # belt and braces
+            raise BadInputError(f"demuxer {fmt!r} is not allowed for sources")
+        durations = []
+        if container.duration and container.duration > 0:
+            durations.append(container.duration / 1e6)
+        video = audio = None
+        for s in container.streams:
+            if s.duration and s.time_base and not container.duration:
+                durations.append(float(s.duration * s.time_base))
+            if s.type == "video" and video is None and not int(s.disposition) & _ATTACHED_PIC:
+                vcc: Any = s.codec_context
+                if vcc.width > 0 and vcc.height > 0:
+                    video = _video(container, s, rotation)
+            elif s.type == "audio" and audio is None:
+                cc: Any = s.codec_context
+                channels = getattr(cc, "channels", 0) or getattr(
+                    getattr(cc, "layout", None), "nb_channels", 0
+                )
+                audio = AudioStream(s.index, cc.name, int(channels or 2), int(cc.sample_rate or 0))
+        return MediaInfo(
+            demuxer=demuxer,
+            format_names=fmt,
+            duration=max(durations) if durations else None,
+            streams=len(container.streams),
+            video=video,
+            audio=audio,
+            size=size,
+        )
+
+
+def _video(container: object, s: object, with_rotation: bool) -> VideoStream:
+    import av
+
+    assert isinstance(container, av.container.InputContainer) and isinstance(s, av.VideoStream)
+    cc = s.codec_context
+    w, h = cc.width, cc.height
+    sar = s.sample_aspect_ratio or cc.sample_aspect_ratio
+    dw, dh = w, h
+    if sar and sar > 0 and sar != 1:
+        dw = max(1, round(w * Fraction(sar)))
+    rotation = _rotation(container, s) if with_rotation else 0
+    if rotation % 180 == 90:
+        dw, dh = dh, dw
+    rate = s.average_rate or s.guessed_rate
+    fps = float(rate) if rate and 0 < rate < 1000 else None
+    return VideoStream(s.index, cc.name, w, h, dw, dh, rotation, fps)
+
+
+def _rotation(container: object, s: object) -> int:
+    """Display rotation of the first decoded frame (PyAV exposes the display matrix on frames)."""
+    import av
+
+    assert isinstance(container, av.container.InputContainer) and isinstance(s, av.VideoStream)
+    s.codec_context.thread_count = 1
+    try:
+        for n, packet in enumerate(container.demux(s)):
+            if n >= _ROTATION_PACKETS:
+                break
+            for frame in packet.decode():
+                return round(getattr(frame, "rotation", 0) or 0) % 360
+    except (av.FFmpegError, ValueError, MemoryError):
+        pass  # undecodable start: ffmpeg will say so; assume no rotation here
+    return 0
+
+
+def _reason(exc: Exception) -> str:
+    text = getattr(exc, "strerror", None) or str(exc)
+    return str(text).split(":")[0].strip() or type(exc).__name__
