@@ -134,7 +134,9 @@ class _PoolRun:
                 if not pending:
                     _drain(queue, self.progress)
                     return [], []
-                done, _ = wait(pending, timeout=0.25 if queue is not None else None, return_when=FIRST_COMPLETED)
+                done, _ = wait(
+                    pending, timeout=0.25 if queue is not None else None, return_when=FIRST_COMPLETED
+                )
                 _drain(queue, self.progress)
                 for fut in done:
                     rel = pending.pop(fut)
