@@ -29,6 +29,12 @@ class AwsSettings(Section):
         le=600,
         description="Time kept free before the Lambda timeout: jobs get the remaining time minus this.",
     )
+    progress_log_seconds: float = Field(
+        default=5.0,
+        ge=0,
+        description="Log a job's progress at most this often (and when a pipeline finishes); "
+        "0 logs every report.",
+    )
     service_name: str = Field(default="media-worker", description="Powertools service name (logs, metrics).")
     metrics_namespace: str = Field(
         default="MediaWorker", min_length=1, max_length=255, description="CloudWatch (EMF) metrics namespace."

@@ -16,6 +16,8 @@ from __future__ import annotations
 import contextlib
 import importlib.util
 import logging
+import math
+import time
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
@@ -54,6 +56,26 @@ def configure(aws: AwsSettings) -> None:
         from aws_lambda_powertools import Tracer
 
         _tracer = Tracer(service=aws.service_name)
+
+
+class ProgressLog:
+    """An engine progress callback that logs each pipeline's progress at most every ``interval`` seconds
+    (and always when it reaches 100 %), so long transcodes show up in CloudWatch as they run."""
+
+    def __init__(self, interval: float) -> None:
+        self.interval = interval
+        self._last: dict[tuple[str, str], float] = {}
+
+    def __call__(self, source: str, pipeline: str, fraction: float, message: str) -> None:
+        now = time.monotonic()
+        key = (source, pipeline)
+        if fraction < 1.0 and now - self._last.get(key, -math.inf) < self.interval:
+            return
+        self._last[key] = now
+        logger.info(
+            f"{pipeline}: {fraction:.0%}",
+            extra={"pipeline": pipeline, "progress": round(fraction, 3), "detail": message},
+        )
 
 
 def tracing_enabled() -> bool:

@@ -203,7 +203,7 @@ def _handle(
             "storage classes; restore it and copy it to a non-Glacier class first",
             error_kind="storage_class",
         )
-    if settings.layout.is_output(rel):
+    if settings.layout.is_output(rel, rt.engine.registry.pipelines):
         why = "the key is an output or manifest of the configured layout (recursion guard)"
         obs.count("ignored")
         return Outcome(ref.key, ref.bucket, "ignored", relpath=rel, reason=why)
@@ -226,7 +226,13 @@ def _handle(
         )
     meta = SourceMeta(version_id=ref.version_id, etag=ref.etag, size=ref.size) if event_driven else None
     with obs.segment("process", source=rel):
-        res = rt.engine.process(rel, pipelines=pipelines, meta=meta, deadline=deadline)
+        res = rt.engine.process(
+            rel,
+            pipelines=pipelines,
+            meta=meta,
+            deadline=deadline,
+            progress=obs.ProgressLog(settings.aws.progress_log_seconds),
+        )
     obs.job_metrics(res, large_reads=settings.read_block_bytes >= MIB)
     return _from_result(ref, rel, res)
 

@@ -593,3 +593,20 @@ def test_prefix_run_timeout_inside_a_job_keeps_the_cursor_before_it(
     assert (workspace / "processed/until_deadline/size/in/slow.bin.txt").read_text() == str(
         len(b"slow.bin" * 10)
     )
+
+
+def test_long_jobs_log_progress_lines(
+    workspace: Path, monkeypatch: pytest.MonkeyPatch, log_stream: io.StringIO
+) -> None:
+    """A video through the Lambda path: the transcode's progress shows up in the JSON logs as it runs."""
+    configure(monkeypatch, workspace, aws__progress_log_seconds="0")
+    put(workspace, "in/clip.mp4", "clip.mp4")
+    put(workspace, "in/logo.png", "logo.png")
+    event = s3_event(workspace, ("in/clip.mp4", "v1"), ("in/logo.png", "v1"))
+    res = s3_trigger.handler(event, FakeContext(aws_request_id="req-progress"))
+    assert res["counts"] == {"ok": 2}, res
+    progress = [x for x in log_lines(log_stream) if "progress" in x and x.get("source_key") == "in/clip.mp4"]
+    assert progress, "no progress lines logged"
+    assert all(x["correlation_id"] == "req-progress" for x in progress)
+    fractions = [x["progress"] for x in progress if x["pipeline"].startswith("transcode")]
+    assert fractions and fractions == sorted(fractions) and fractions[-1] == 1.0
