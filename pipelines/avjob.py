@@ -355,7 +355,7 @@ def _write_storyboard(
 
 
 def _write_posters(job: Job, enc: ff.Encode, poster: ff.PosterOut, tool: ff.Ffmpeg) -> None:
-    from pipelines.imaging import render_thumbnails
+    from pipelines.thumbnails import render_image
 
     frames = sorted(poster.folder.glob("poster*.bmp"))
     times = poster.times(enc.seek)
@@ -373,17 +373,7 @@ def _write_posters(job: Job, enc: ff.Encode, poster: ff.PosterOut, tool: ff.Ffmp
         order = order[1:] + order[:1]
     data, index = _pick_poster([frames[i].read_bytes() for i in order])
     at = times[order[index]]
-    th = job.settings.thumbnails
-    rendered = render_thumbnails(
-        data,
-        boxes=dict(th.sizes),
-        formats=list(th.formats),
-        max_pixels=job.settings.limits.max_image_pixels,
-        jpeg_quality=th.jpeg_quality,
-        webp_quality=th.webp_quality,
-        progressive=th.progressive,
-        background=th.background,
-    )
+    rendered = render_image(data, job.settings)
     from pipelines.thumbnails import MEDIA_TYPES as IMAGE_TYPES
 
     for (size, fmt), (blob, (w, h)) in rendered.items():

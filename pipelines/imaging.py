@@ -423,8 +423,21 @@ def render_thumbnails(
     # The box whose fitted size is largest (not simply the largest box) bounds the decode size.
     biggest = max(boxes.values(), key=lambda b: _area(_fit(displayed, b)))
     loaded = load_for_box(im, biggest, max_pixels=max_pixels)
-    sized = fit_sizes(loaded, boxes)
     quality = {"jpeg": jpeg_quality, "webp": webp_quality, "png": 0}
+    return encode_sizes(
+        fit_sizes(loaded, boxes), formats, quality=quality, progressive=progressive, background=background
+    )
+
+
+def encode_sizes(
+    sized: dict[str, Image.Image],
+    formats: list[str],
+    *,
+    quality: dict[str, int],
+    progressive: bool,
+    background: tuple[int, int, int],
+) -> dict[tuple[str, str], tuple[bytes, Box]]:
+    """Encode every fitted size in every format: {(size name, format): (bytes, (w, h))}."""
     return {
         (name, fmt): (
             encode(img, fmt, quality=quality[fmt], progressive=progressive, background=background),

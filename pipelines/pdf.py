@@ -341,7 +341,7 @@ def pdf_thumbnails(
 
     The page's "native" size is its size at ``dpi``: sizes fit inside it and are never larger.
     """
-    from pipelines.imaging import encode, fit_sizes
+    from pipelines.imaging import encode_sizes, fit_sizes
 
     with PdfDocument(data, password=password) as doc:
         w, h = doc.page_size(0)
@@ -349,15 +349,9 @@ def pdf_thumbnails(
         fits = [_fit_scale(native, box) for box in boxes.values()]
         scale = dpi / 72 * max(fits)  # one render, as big as the largest thumbnail needs
         page = doc.render(0, scale=scale)
-    sized = fit_sizes(page, boxes)
-    return {
-        (name, fmt): (
-            encode(img, fmt, quality=quality[fmt], progressive=progressive, background=background),
-            img.size,
-        )
-        for name, img in sized.items()
-        for fmt in formats
-    }
+    return encode_sizes(
+        fit_sizes(page, boxes), formats, quality=quality, progressive=progressive, background=background
+    )
 
 
 def _fit_scale(size: tuple[int, int], box: tuple[int, int]) -> float:

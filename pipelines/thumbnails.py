@@ -48,24 +48,12 @@ class ThumbnailPipeline(Pipeline):
         ]
 
     def run(self, job: Job) -> None:
-        from pipelines.imaging import render_thumbnails  # Pillow is imported only when a job needs it
-
-        t = job.settings.thumbnails
         data = job.read_source()
         check_deadline(job, "decoding")
         if job.source.suffix in DOCUMENT_SUFFIXES:
             rendered = _pdf_thumbnails(job, data)
         else:
-            rendered = render_thumbnails(
-                data,
-                boxes=dict(t.sizes),
-                formats=list(t.formats),
-                max_pixels=job.settings.limits.max_image_pixels,
-                jpeg_quality=t.jpeg_quality,
-                webp_quality=t.webp_quality,
-                progressive=t.progressive,
-                background=t.background,
-            )
+            rendered = render_image(data, job.settings)
         check_deadline(job, "writing thumbnails")
         for (size, fmt), (blob, (w, h)) in rendered.items():
             job.write_output(self.name, size, blob, ext=MEDIA_TYPES[fmt][0], width=w, height=h)
@@ -83,6 +71,23 @@ def _pdf_thumbnails(job: Job, data: bytes) -> dict[tuple[str, str], tuple[bytes,
         dpi=PDF_NATIVE_DPI,
         password=ocr.password.get_secret_value() if ocr.password else None,
         quality={"jpeg": t.jpeg_quality, "webp": t.webp_quality, "png": 0},
+        progressive=t.progressive,
+        background=t.background,
+    )
+
+
+def render_image(data: bytes, settings: Settings) -> dict[tuple[str, str], tuple[bytes, tuple[int, int]]]:
+    """Every configured thumbnail size and format of an encoded image (also used for video posters)."""
+    from pipelines.imaging import render_thumbnails  # Pillow is imported only when a job needs it
+
+    t = settings.thumbnails
+    return render_thumbnails(
+        data,
+        boxes=dict(t.sizes),
+        formats=list(t.formats),
+        max_pixels=settings.limits.max_image_pixels,
+        jpeg_quality=t.jpeg_quality,
+        webp_quality=t.webp_quality,
         progressive=t.progressive,
         background=t.background,
     )
