@@ -20,11 +20,8 @@ from pathlib import Path
 import pytest
 from conftest import REPO, SAMPLES, cli_env, json_lines
 from PIL import Image
+from strace_support import MIB, OPEN, READ, RENAME
 
-MIB = 1 << 20
-READ = re.compile(r"^(?:read|pread64)\(\d+<(?P<path>[^>]*)>, .*, (?P<count>\d+)(?:, \d+)?\) = (?P<ret>-?\d+)")
-OPEN = re.compile(r'^openat\([^,]+, "(?P<path>[^"]*)", (?P<flags>[A-Z_|]+)')
-RENAME = re.compile(r"^rename(?:at2?)?\(")
 EXECVE = re.compile(r'^execve\("(?P<exe>[^"]*)", \[(?P<argv>.*?)\], \[(?P<env>.*)\]\) = 0')
 PAGE_FILE = re.compile(r"page-\d+\.(?:png|jpg)$")
 

@@ -7,19 +7,13 @@
 
 from __future__ import annotations
 
-import re
 import shutil
 from pathlib import Path
 
 import pytest
 from conftest import SAMPLES, run_cli
 from PIL import Image
-
-MIB = 1 << 20
-READ = re.compile(r"^(?:read|pread64)\(\d+<(?P<path>[^>]*)>, .*, (?P<count>\d+)(?:, \d+)?\) = (?P<ret>-?\d+)")
-VREAD = re.compile(r"^(?:readv|preadv|preadv2)\(\d+<(?P<path>[^>]*)>")
-OPEN = re.compile(r'^openat\([^,]+, "(?P<path>[^"]*)", (?P<flags>[A-Z_|]+)')
-RENAME = re.compile(r"^rename(?:at2?)?\(")
+from strace_support import MIB, OPEN, READ, RENAME, VREAD
 
 
 def strace_cli(tmp: Path, *args: str) -> list[str]:

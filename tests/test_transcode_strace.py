@@ -17,12 +17,9 @@ from pathlib import Path
 import pytest
 from avtools import fast_env, make_media
 from conftest import run_cli
+from strace_support import MIB, READ, RENAME, VREAD
 
-MIB = 1 << 20
-READ = re.compile(r"^(?:read|pread64)\(\d+<(?P<path>[^>]*)>, .*, (?P<count>\d+)(?:, \d+)?\) = (?P<ret>-?\d+)")
-VREAD = re.compile(r"^(?:readv|preadv|preadv2)\(\d+<(?P<path>[^>]*)>")
 WRITE = re.compile(r"^(?:write|pwrite64|writev|pwritev|pwritev2)\(\d+<(?P<path>[^>]*)>.*\) = (?P<ret>-?\d+)$")
-RENAME = re.compile(r"^rename(?:at2?)?\(")
 EXECVE = re.compile(r'^execve\("(?P<prog>[^"]*)"')
 THREAD = re.compile(r"^clone3?\(.*CLONE_THREAD.* = (?P<tid>\d+)$")
 
