@@ -1,57 +1,70 @@
-# media-worker as a container-image AWS Lambda function (x86_64).
+# media-worker as a container-image AWS Lambda function (x86_64; arm64: see README "arm64").
 #
-#   docker build -t media-worker .
-#   docker run --read-only --tmpfs /tmp -v "$PWD/ws:/mnt/workspace" -p 9000:8080 \
-#     -v ~/.aws-lambda-rie:/aws-lambda --entrypoint /aws-lambda/aws-lambda-rie \
-#     media-worker /usr/local/bin/python -m awslambdaric handlers.lambda_function.handler
-#   docker run --read-only --tmpfs /tmp --entrypoint media-worker media-worker demo -w /tmp/demo
+#   make image                      # podman/buildah here; `docker build -t media-worker .` elsewhere
+#   make image-test                 # build, then run it as Lambda does (read-only, uid 1000, emulator)
 #
-# Debian 12 (the same tesseract 5.3 the tests run against) + awslambdaric as the runtime interface
-# client.  ffmpeg comes from the imageio-ffmpeg wheel (static ffmpeg with 1 MiB reads), not from apt.
-# The image runs on a read-only root file system: only /tmp is written (scratch files, tesseract's
-# temp files); outputs go to the S3 Files mount at /mnt/workspace.
-FROM python:3.11.11-slim-bookworm
+# Two stages on Debian 12 (the python3 and tesseract of scripts/system-packages.txt - the same list and
+# versions the development machines install): `build` makes /opt/venv from Debian's /usr/bin/python3 with
+# the Python packages of requirements-dev.lock; the final stage gets the runtime Debian packages and
+# that venv, without pip, setuptools, wheel, compilers or build trees.  ffmpeg is the static ffmpeg of
+# the imageio-ffmpeg wheel (1 MiB reads with -pkt_size); PyAV (libavformat in-process) is the probe.
+#
+# Networks that re-sign TLS (as corporate proxies do): mount the host's CA bundle for the build only and
+# name it, e.g. `podman build -v /etc/ssl/certs/ca-certificates.crt:/run/host-ca.crt:ro
+# --build-arg PIP_CERT=/run/host-ca.crt .` (scripts/image.sh does); nothing of it ends up in the image.
+ARG BASE_IMAGE=debian:bookworm-slim
 
-ARG TESSERACT_VERSION=5.3.0-2
-ARG TESSDATA_VERSION=1:4.1.0-2
+FROM ${BASE_IMAGE} AS build
+SHELL ["/bin/bash", "-o", "pipefail", "-c"]
+COPY scripts/system-packages.txt scripts/system-packages.sh /tmp/pkgs/
 RUN apt-get update \
- && apt-get install -y --no-install-recommends \
-      "tesseract-ocr=${TESSERACT_VERSION}" \
-      "tesseract-ocr-eng=${TESSDATA_VERSION}" \
-      "tesseract-ocr-osd=${TESSDATA_VERSION}" \
+ && /tmp/pkgs/system-packages.sh runtime build \
+    | xargs apt-get install -y --no-install-recommends \
  && rm -rf /var/lib/apt/lists/*
-
-ENV LAMBDA_TASK_ROOT=/var/task \
-    PYTHONDONTWRITEBYTECODE=1 \
-    PYTHONUNBUFFERED=1 \
-    PIP_NO_CACHE_DIR=1 \
+ARG PIP_CERT=
+ENV PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
-    TMPDIR=/tmp \
-    HOME=/tmp \
-    MEDIA_WORKER_WORKSPACE=/mnt/workspace
-WORKDIR /var/task
-
-# dependencies first (pinned by the lock file), so code changes do not re-install them
+    PIP_ROOT_USER_ACTION=ignore \
+    PYTHONDONTWRITEBYTECODE=1
+RUN /usr/bin/python3 -m venv /opt/venv
+WORKDIR /src
+# dependencies first (the project's own, pinned by the lock file), so code changes do not re-install them
 COPY pyproject.toml requirements-dev.lock ./
-COPY config/__init__.py config/__init__.py
-COPY pipelines/__init__.py pipelines/__init__.py
-COPY handlers/__init__.py handlers/__init__.py
-RUN pip install -c requirements-dev.lock .
-
-# the project itself, installed in place so its entry points (pipelines) are registered and the
-# `media-worker demo` command finds sample_media next to the code
+RUN /usr/bin/python3 -c 'import tomllib; print("\n".join(tomllib.load(open("pyproject.toml", "rb"))["project"]["dependencies"]))' \
+      > /tmp/runtime-requirements.txt \
+ && /opt/venv/bin/pip install -q ${PIP_CERT:+--cert "$PIP_CERT"} -c requirements-dev.lock \
+      -r /tmp/runtime-requirements.txt
+COPY README.md ./
 COPY config/ config/
 COPY pipelines/ pipelines/
 COPY handlers/ handlers/
-COPY sample_media/ sample_media/
-RUN pip uninstall -y media-worker \
- && pip install --no-deps -c requirements-dev.lock -e . \
- && python -m compileall -q config pipelines handlers \
- && chmod -R a+rX /var/task \
- && python -c "import handlers.lambda_function, imageio_ffmpeg, PIL; print(imageio_ffmpeg.get_ffmpeg_exe())" \
- && tesseract --list-langs
+# the project as a regular (non-editable) install: its entry points register the pipelines; then the
+# installers leave the venv, and every module is byte-compiled once (the root is read-only at run time)
+RUN /opt/venv/bin/pip install -q ${PIP_CERT:+--cert "$PIP_CERT"} --no-deps -c requirements-dev.lock . \
+ && /opt/venv/bin/pip uninstall -q -y pip setuptools wheel \
+ && rm -f /opt/venv/bin/activate* \
+ && /opt/venv/bin/python -m compileall -q --invalidation-mode unchecked-hash /opt/venv/lib \
+ && /opt/venv/bin/python -c "import handlers.lambda_function, pipelines.registry as r; print(sorted(r.load_registry().pipelines))"
 
-# Lambda runs the function as its own non-root user; run as one locally too
+FROM ${BASE_IMAGE}
+SHELL ["/bin/bash", "-o", "pipefail", "-c"]
+COPY scripts/system-packages.txt scripts/system-packages.sh /tmp/pkgs/
+RUN apt-get update \
+ && /tmp/pkgs/system-packages.sh runtime \
+    | xargs apt-get install -y --no-install-recommends \
+ && rm -rf /var/lib/apt/lists/* /var/cache/apt/* /var/log/apt /var/log/dpkg.log /tmp/pkgs \
+ && tesseract --list-langs
+COPY --from=build /opt/venv /opt/venv
+COPY sample_media/ /var/task/sample_media/
+ENV PATH=/opt/venv/bin:/usr/local/bin:/usr/bin:/bin \
+    LAMBDA_TASK_ROOT=/var/task \
+    HOME=/tmp \
+    TMPDIR=/tmp \
+    PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    MEDIA_WORKER_WORKSPACE=/mnt/workspace
+WORKDIR /var/task
+# Lambda runs the function as its own non-root user; run as one locally too (any uid works)
 USER 1000:1000
-ENTRYPOINT ["/usr/local/bin/python", "-m", "awslambdaric"]
+ENTRYPOINT ["/opt/venv/bin/python", "-m", "awslambdaric"]
 CMD ["handlers.lambda_function.handler"]

@@ -1,10 +1,11 @@
 # Two commands do all set-up on a fresh Debian 12 machine (as root, or with sudo):
-#   make demo   - system packages + .venv + the project, then a demo run over sample_media
-#   make test   - the same bootstrap, then the whole test suite
+#   make demo        - system packages + .venv + the project, then a demo run over sample_media
+#   make test        - the same bootstrap, then the whole test suite
+#   make image-test  - also podman/buildah/runc/mmdebstrap; builds the Lambda image and runs it as Lambda does
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: bootstrap demo test lint bench samples clean
+.PHONY: bootstrap demo test lint bench samples events image image-test clean
 
 bootstrap:
 	@scripts/bootstrap.sh
@@ -15,6 +16,14 @@ demo: bootstrap
 test: bootstrap
 	$(BIN)/python -m pytest -q
 
+# the container image, built with podman/buildah (no Docker engine needed; see scripts/image.sh)
+image:
+	@SCOPES="runtime build dev imagetest" scripts/bootstrap.sh
+	scripts/image.sh build
+
+image-test: image
+	$(BIN)/python -m pytest -q -m image tests/test_image.py
+
 lint: bootstrap
 	$(BIN)/ruff check . && $(BIN)/ruff format --check . && $(BIN)/mypy
 
@@ -24,6 +33,10 @@ bench: bootstrap
 
 samples: bootstrap
 	$(BIN)/python sample_media/make_samples.py
+	$(BIN)/python events/make_events.py
+
+events: bootstrap
+	$(BIN)/python events/make_events.py
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .venv-sam .aws-sam .pytest_cache .mypy_cache .ruff_cache

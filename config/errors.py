@@ -39,6 +39,16 @@ class ConfigError(MediaWorkerError):
     kind = "config"
 
 
+class WorkspaceNotWritableError(ConfigError):
+    """This process may not create files in the workspace (owner, mode, or a read-only mount).
+
+    A deployment problem, not a per-file one: handlers report it once and stop, instead of failing every
+    file the same way.
+    """
+
+    kind = "workspace_not_writable"
+
+
 class BadInputError(MediaWorkerError):
     """The source cannot be processed (corrupt, unsupported, over a limit). Retrying won't help."""
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import shutil
 import sys
 import tempfile
@@ -39,7 +40,18 @@ out = Console()
 ConfigOpt = Annotated[
     Path | None, typer.Option("--config", "-c", help="TOML config file (default: $MEDIA_WORKER_CONFIG).")
 ]
-SAMPLE_MEDIA = Path(__file__).resolve().parents[1] / "sample_media"
+# beside the code in a checkout; in the container image under $LAMBDA_TASK_ROOT (the code is installed)
+SAMPLE_MEDIA = next(
+    (
+        p
+        for p in (
+            Path(__file__).resolve().parents[1] / "sample_media",
+            Path(os.environ.get("LAMBDA_TASK_ROOT", "/var/task")) / "sample_media",
+        )
+        if p.is_dir()
+    ),
+    Path(__file__).resolve().parents[1] / "sample_media",
+)
 
 
 def _settings(config: Path | None, **overrides: Any) -> Settings:
@@ -84,6 +96,7 @@ def _run(
             if engine.registry.get(name) is None:
                 raise MediaWorkerError(f"unknown pipeline {name!r}: {engine.registry.why_unavailable(name)}")
         sources = list(iter_sources(engine, paths))
+        engine.ws.check_writable()
     except MediaWorkerError as exc:
         err.print(f"[red]error:[/red] {exc}", highlight=False)
         raise typer.Exit(ExitCode.USAGE) from None
@@ -239,6 +252,43 @@ def demo(
     raise typer.Exit(
         ExitCode.FAILED if any(r.status in ("failed", "timeout") for r in results) else ExitCode.OK
     )
+
+
+@app.command()
+def invoke(
+    event: Annotated[Path, typer.Option("--event", "-e", help="Event JSON file ('-' = standard input).")],
+    workspace: Annotated[
+        Path | None, typer.Option("--workspace", "-w", help="Workspace root (default: settings).")
+    ] = None,
+    bucket: Annotated[
+        str | None, typer.Option("--bucket", help="Bucket mounted at the workspace (aws.bucket).")
+    ] = None,
+    timeout: Annotated[
+        float, typer.Option("--timeout", "-t", min=1, max=900, help="Function timeout in seconds.")
+    ] = 300,
+    config: ConfigOpt = None,
+) -> None:
+    """Call the Lambda handler in-process on an event file and print its JSON response.
+
+    Exit 0 when the handler returned, 1 when it raised (Lambda's errorType/errorMessage are printed),
+    2 for a file that is not JSON or an event shape the function does not handle.
+    """
+    from handlers.local_invoke import InvokeError, LocalContext, read_event
+    from handlers.local_invoke import invoke as call
+    from handlers.runtime import reset_runtime
+
+    for key, value in (("WORKSPACE", workspace), ("AWS__BUCKET", bucket), ("CONFIG", config)):
+        if value is not None:
+            os.environ[f"MEDIA_WORKER_{key}"] = str(value)
+    _settings(config)  # a configuration error stops here, before any event is handled
+    reset_runtime()
+    try:
+        ok, response = call(read_event(event), LocalContext(timeout_s=timeout))
+    except InvokeError as exc:
+        err.print(f"[red]error:[/red] {exc}", highlight=False)
+        raise typer.Exit(ExitCode.USAGE) from None
+    print(json.dumps(response, indent=2, ensure_ascii=False))
+    raise typer.Exit(ExitCode.OK if ok else ExitCode.FAILED)
 
 
 def main() -> None:

@@ -111,6 +111,11 @@ def count(status: str) -> None:
     metrics.add_metric(name=STATUS_METRICS.get(status, "JobsOther"), unit=MetricUnit.Count, value=1)
 
 
+def count_configuration_error() -> None:
+    """``ConfigurationErrors``: an invocation refused because the deployment is wrong (alarm on it)."""
+    metrics.add_metric(name="ConfigurationErrors", unit=MetricUnit.Count, value=1)
+
+
 def job_metrics(result: Any, *, large_reads: bool) -> None:
     """Per-job metrics from a :class:`pipelines.engine.SourceResult`; ``large_reads``: the workspace
     reads in blocks of >= 1 MiB (``read_block_bytes``), so every byte the worker read counts."""

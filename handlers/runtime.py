@@ -74,9 +74,23 @@ def deadline_for(context: LambdaContextLike, margin_s: float) -> float:
 
 
 def start(context: LambdaContextLike) -> tuple[Runtime, float]:
-    """Per invocation: runtime, correlation id, deadline."""
+    """Per invocation: runtime, correlation id, deadline; and a workspace this process can write.
+
+    An unwritable workspace fails the whole invocation with one error line (and the
+    ``ConfigurationErrors`` metric) instead of one failure per object: on SQS every message then
+    returns to the queue for a retry once the deployment is fixed, rather than each being reported as
+    a failed item.
+    """
+    from config.errors import WorkspaceNotWritableError
+
     rt = runtime()
     logger.set_correlation_id(context.aws_request_id)
+    try:
+        rt.engine.ws.check_writable()
+    except WorkspaceNotWritableError as exc:
+        logger.error(f"configuration error: {exc}", extra={"error_kind": exc.kind})
+        obs.count_configuration_error()
+        raise
     return rt, deadline_for(context, rt.settings.aws.deadline_margin_seconds)
 
 

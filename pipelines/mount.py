@@ -12,7 +12,6 @@ The mount I/O contract:
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import hashlib
 import os
@@ -21,11 +20,43 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path, PurePosixPath
 from types import TracebackType
 
-from config.errors import BadInputError, PathError, RetryableError
+from config.errors import BadInputError, PathError, RetryableError, WorkspaceNotWritableError
 from config.layout import MAX_KEY_BYTES
 
 _WRITE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC
 _READ_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC
+_DENIED = (errno.EACCES, errno.EPERM, errno.EROFS)
+
+
+def not_writable(folder: Path, exc: OSError | None = None) -> WorkspaceNotWritableError:
+    """The error that names the folder, who we are, who owns it, and what to change."""
+    uid, gid = os.geteuid(), os.getegid()
+    try:
+        st = os.stat(folder)
+        owner = f"owned by {st.st_uid}:{st.st_gid} with mode {stat.S_IMODE(st.st_mode):o}"
+    except OSError:
+        owner = "not readable"
+    if (exc is not None and exc.errno == errno.EROFS) or _read_only_fs(folder):
+        why = "is on a read-only file system"
+        fix = "mount it read-write (on Lambda: the function's role needs s3files:ClientWrite)"
+    else:
+        why = f"is {owner}"
+        fix = (
+            "give the S3 Files access point a PosixUser that owns its root directory "
+            "(RootDirectory.CreationPermissions OwnerUid/OwnerGid = PosixUser Uid/Gid), "
+            f"or make the folder writable for uid {uid}; locally, run with --user matching its owner"
+        )
+    return WorkspaceNotWritableError(
+        f"the workspace folder {folder} is not writable by this process (uid {uid}, gid {gid}): it {why}; "
+        f"{fix}"
+    )
+
+
+def _read_only_fs(folder: Path) -> bool:
+    try:
+        return bool(os.statvfs(folder).f_flag & os.ST_RDONLY)
+    except OSError:
+        return False
 
 
 def sort_key(relpath: str) -> tuple[str, ...]:
@@ -98,6 +129,15 @@ class Workspace:
         self.real_root = Path(os.path.realpath(self.root))
         self.read_block = read_block
 
+    def check_writable(self) -> None:
+        """Raise :class:`WorkspaceNotWritableError` unless this process may create files in the root.
+
+        Asks the file system (access(2), answered by the NFS server on S3 Files) without writing
+        anything: a probe file would be exported to S3 and fire an upload event of its own.
+        """
+        if not os.access(self.root, os.W_OK | os.X_OK) or _read_only_fs(self.root):
+            raise not_writable(self.root)
+
     # -- paths -------------------------------------------------------------------------------
     def _inside(self, real: str) -> bool:
         root = str(self.real_root)
@@ -121,8 +161,14 @@ class Workspace:
             try:
                 st = os.lstat(cur)
             except FileNotFoundError:
-                with contextlib.suppress(FileExistsError):  # another worker made it meanwhile
+                try:
                     os.mkdir(cur, 0o755)
+                except FileExistsError:  # another worker made it meanwhile
+                    pass
+                except OSError as exc:
+                    if exc.errno in _DENIED:
+                        raise not_writable(cur.parent, exc) from None
+                    raise
                 st = os.lstat(cur)
             except OSError as exc:  # e.g. ENAMETOOLONG
                 raise PathError(f"output path {rel}: {exc.strerror}") from None
@@ -248,6 +294,8 @@ class Workspace:
         except OSError as exc:
             if exc.errno == errno.ELOOP:
                 raise PathError(f"output path {relpath} is a symlink; refusing to write through it") from None
+            if exc.errno in _DENIED:
+                raise not_writable(path.parent, exc) from None
             raise
 
     def write_file(self, relpath: str, data: bytes) -> OutputFile:
