@@ -364,6 +364,46 @@ def test_prefix_batch_finishes_the_rest(deployed: tuple[Function, Path]) -> None
     check_thumbnails(ws, "page.png", Image.open(SAMPLES / "page.png").size)
 
 
+def decode(path: Path) -> str:
+    """Open an output the way its reader would; returns what it is (fails on anything undecodable)."""
+    ext = path.suffix.lower()
+    if ext in (".jpg", ".webp", ".png"):
+        with Image.open(path) as im:
+            im.load()
+            return f"{im.format} {im.size[0]}x{im.size[1]}"
+    if ext in (".mp4", ".m4a", ".webm", ".mp3", ".m4s"):
+        f = facts(path)
+        assert f.video or f.audio, path
+        return f"{f.format} {max(f.durations.values()):.2f}s"
+    if ext == ".pdf":
+        from pypdf import PdfReader
+
+        return f"PDF {len(PdfReader(path).pages)} pages"
+    text = path.read_text(encoding="utf-8")
+    if ext == ".json":
+        json.loads(text)
+    elif ext == ".vtt":
+        assert text.startswith("WEBVTT"), path
+    elif ext == ".m3u8":
+        assert text.startswith("#EXTM3U"), path
+    else:
+        assert ext == ".txt", f"unexpected output type {path}"
+    return f"{ext[1:]} {len(text)} chars"
+
+
+def test_every_output_decodes(deployed: tuple[Function, Path]) -> None:
+    """Every output every manifest lists opens as what it claims to be."""
+    _fn, ws = deployed
+    manifests = sorted((ws / "processed/_manifests").rglob("*.json"))
+    assert len(manifests) == 8  # the 7 samples and the upload with the odd key
+    seen = 0
+    for m in manifests:
+        for out in json.loads(m.read_text())["outputs"]:
+            decode(ws / out["path"])
+            seen += 1
+    print(f"\n{seen} outputs of {len(manifests)} sources decoded")
+
+
 def test_nothing_written_outside_tmp_and_workspace(deployed: tuple[Function, Path]) -> None:
     """After every invocation: /tmp holds no bytecode, caches or scratch; the root stays read-only."""
     fn, ws = deployed
