@@ -1,7 +1,8 @@
 """Powertools Logger, Metrics and Tracer for the Lambda handlers.
 
 * Logger: JSON lines on stdout; correlation id = the Lambda request id; ``source_key`` on every line
-  logged while a source is processed (the engine's own ``media_worker`` logger is routed through it).
+  logged while a source is processed (every module's logger sits under ``media_worker`` and is routed
+  through it).
 * Metrics: CloudWatch EMF, namespace and service from ``[aws]`` settings, flushed once per invocation.
   Per job: ``Jobs<Status>`` (Count), ``JobDuration`` (Milliseconds), ``SourceBytes``, ``OutputBytes``,
   ``BytesRead1MiB`` (source bytes read by the worker with >= 1 MiB read() calls).
@@ -24,6 +25,8 @@ from typing import TYPE_CHECKING, Any
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.logging.utils import copy_config_to_registered_loggers
 from aws_lambda_powertools.metrics import MetricUnit
+
+from config.logs import ROOT as LOG_ROOT
 
 if TYPE_CHECKING:
     from config.aws import AwsSettings
@@ -48,9 +51,9 @@ def configure(aws: AwsSettings) -> None:
     logger.append_keys(service=aws.service_name)
     metrics.namespace = aws.metrics_namespace
     metrics.service = aws.service_name
-    # the engine logs through the stdlib logger "media_worker": same JSON handler, same keys
-    logging.getLogger("media_worker")  # make sure it is registered, so it is found and rewired
-    copy_config_to_registered_loggers(source_logger=logger, include={"media_worker"})
+    # every module logs under the stdlib logger "media_worker" (config.logs): same JSON handler, same keys
+    logging.getLogger(LOG_ROOT)  # make sure it is registered, so it is found and rewired
+    copy_config_to_registered_loggers(source_logger=logger, include={LOG_ROOT})
     _tracer = None
     if aws.tracing and importlib.util.find_spec("aws_xray_sdk") is not None:
         from aws_lambda_powertools import Tracer

@@ -83,8 +83,8 @@ def start(context: LambdaContextLike) -> tuple[Runtime, float]:
     """
     from config.errors import WorkspaceNotWritableError
 
+    logger.set_correlation_id(context.aws_request_id)  # first: the cold start's own lines carry it too
     rt = runtime()
-    logger.set_correlation_id(context.aws_request_id)
     try:
         rt.engine.ws.check_writable()
     except WorkspaceNotWritableError as exc:

@@ -16,7 +16,6 @@ once.  Steps for a group:
 from __future__ import annotations
 
 import contextlib
-import logging
 import math
 import re
 from collections.abc import Sequence
@@ -25,13 +24,14 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from config.errors import BadInputError, MissingDependencyError
+from config.logs import get_logger
 from config.settings import Settings
 from pipelines import avplan
 from pipelines._exec import ffmpeg as ff
 from pipelines._exec.probe import MediaInfo, probe, pyav_version
 from pipelines.spec import Job, Pipeline, check_deadline
 
-log = logging.getLogger("media_worker.ffmpeg")
+log = get_logger(__name__)
 MEDIA_TYPES = {
     "mp4": "video/mp4",
     "m4a": "audio/mp4",

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import logging
 import os
 import shutil
 import tempfile
@@ -22,6 +21,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from config.errors import BadInputError, ConfigError, JobTimeoutError, MediaWorkerError, RetryableError
+from config.logs import get_logger
 from config.rules import select_pipelines
 from config.settings import Settings
 from pipelines import manifest
@@ -29,7 +29,7 @@ from pipelines.mount import Workspace, clean_relpath
 from pipelines.registry import Registry, load_registry
 from pipelines.spec import OutputRecord, Pipeline, PlannedOutput, SourceInfo
 
-log = logging.getLogger("media_worker")
+log = get_logger(__name__)
 Status = Literal["ok", "skipped", "failed", "timeout"]
 ProgressCallback = Callable[[str, str, float, str], None]  # (source, pipeline, fraction 0-1, message)
 VERSION = "0.1.0"

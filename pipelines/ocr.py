@@ -16,12 +16,12 @@ from __future__ import annotations
 
 import io
 import json
-import logging
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from config.errors import BadInputError, MediaWorkerError
+from config.logs import get_logger
 from config.ocr import OUTPUTS
 from config.settings import Settings
 from pipelines.spec import Job, Pipeline, PlannedOutput, SourceInfo, check_deadline
@@ -35,7 +35,7 @@ if TYPE_CHECKING:
     from pipelines.ocr_pages import OcrPage, OcrRun, PageImage
     from pipelines.pdf import PdfDocument, TextLayer
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 JSON_FORMAT = "media-worker-ocr/1"
 # tesseract OSD script -> language packs that read it (a page in another script gets a warning)
 SCRIPT_LANGUAGES: dict[str, frozenset[str]] = {

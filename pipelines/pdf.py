@@ -10,7 +10,6 @@ Coordinates are PDF points of the page as displayed (``/Rotate`` applied, origin
 from __future__ import annotations
 
 import io
-import logging
 from collections import Counter
 from dataclasses import dataclass
 from typing import Any
@@ -18,8 +17,9 @@ from typing import Any
 from PIL import Image
 
 from config.errors import BadInputError
+from config.logs import get_logger
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 HEADER_WINDOW = 1024  # readers accept "%PDF-" anywhere in the first KiB
 
 

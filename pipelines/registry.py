@@ -5,16 +5,16 @@ A pipeline that fails to import is logged and listed as unavailable, never fatal
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass, field
 from importlib.metadata import EntryPoint, entry_points
 
 from config.errors import MediaWorkerError, MissingDependencyError
+from config.logs import get_logger
 from config.settings import Settings
 from pipelines.spec import Pipeline
 
 GROUP = "media_worker.pipelines"
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 
 @dataclass

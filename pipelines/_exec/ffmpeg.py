@@ -17,7 +17,6 @@ from __future__ import annotations
 import collections
 import contextlib
 import functools
-import logging
 import os
 import re
 import shutil
@@ -30,8 +29,9 @@ from pathlib import Path
 from typing import Any
 
 from config.errors import BadInputError, JobTimeoutError, MissingDependencyError, ToolFailedError
+from config.logs import get_logger
 
-log = logging.getLogger("media_worker.ffmpeg")
+log = get_logger(__name__)
 MIB = 1 << 20
 REQUIRED_ENCODERS = ("libx264", "aac", "libopus", "libmp3lame", "mjpeg", "bmp")
 _VERSION = re.compile(r"ffmpeg version (\S+)")
