@@ -14,6 +14,7 @@ class ExitCode(IntEnum):
     OK = 0
     FAILED = 1  # some source failed; the run itself completed
     USAGE = 2  # bad command line or configuration
+    DEPENDENCY = 3  # a program or library a selected pipeline needs is missing (nothing was processed)
 
 
 class MediaWorkerError(Exception):
@@ -62,9 +63,13 @@ class PathError(BadInputError):
 
 
 class MissingDependencyError(MediaWorkerError):
-    """An external program or library needed by a pipeline is missing or too old."""
+    """An external program or library needed by a pipeline is missing or too old.
 
-    exit_code = ExitCode.USAGE
+    Checked once before any file is processed (:meth:`pipelines.engine.Engine.preflight`): the CLI exits
+    3 with one message; on Lambda it is an initialisation error.
+    """
+
+    exit_code = ExitCode.DEPENDENCY
     kind = "dependency"
 
 

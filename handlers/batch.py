@@ -37,6 +37,7 @@ from handlers.runtime import (
     UnsupportedEvent,
     check_pipelines,
     handle_object,
+    init_on_lambda,
     start,
     summarize,
 )
@@ -252,3 +253,6 @@ def process(event: dict[str, Any], context: LambdaContextLike) -> dict[str, Any]
 @metrics.log_metrics
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     return process(event, context)
+
+
+init_on_lambda()  # under the Lambda runtime: settings, engine and the dependency check in the init phase

@@ -1,6 +1,7 @@
 """``media-worker``: the local command line (run, pipelines, config, demo).
 
-Exit codes: 0 nothing failed, 1 some source failed, 2 usage or configuration error.
+Exit codes: 0 nothing failed, 1 some source failed, 2 usage or configuration error, 3 a program or
+library a selected pipeline needs is missing (checked before any file is processed).
 """
 
 from __future__ import annotations
@@ -97,9 +98,10 @@ def _run(
                 raise MediaWorkerError(f"unknown pipeline {name!r}: {engine.registry.why_unavailable(name)}")
         sources = list(iter_sources(engine, paths))
         engine.ws.check_writable()
+        engine.preflight(engine.pipelines_for(sources, pipelines))
     except MediaWorkerError as exc:
         err.print(f"[red]error:[/red] {exc}", highlight=False)
-        raise typer.Exit(ExitCode.USAGE) from None
+        raise typer.Exit(exc.exit_code if exc.exit_code != ExitCode.FAILED else ExitCode.USAGE) from None
     progress = Progress(
         TextColumn("[bold]{task.description}"),
         BarColumn(),

@@ -13,7 +13,7 @@ from typing import Any
 
 from handlers import events
 from handlers.observability import logger, metrics
-from handlers.runtime import LambdaContextLike, UnsupportedEvent
+from handlers.runtime import LambdaContextLike, UnsupportedEvent, init_on_lambda
 
 
 def route(event: Any) -> str:
@@ -58,3 +58,6 @@ def handler(event: Any, context: Any) -> dict[str, Any]:
     except UnsupportedEvent as exc:
         logger.error(f"unsupported event: {exc}")
         raise
+
+
+init_on_lambda()  # under the Lambda runtime: settings, engine and the dependency check in the init phase

@@ -61,6 +61,24 @@ def runtime() -> Runtime:
     return _runtime
 
 
+def init_on_lambda() -> None:
+    """In the Lambda runtime (``AWS_LAMBDA_RUNTIME_API`` set): build settings and engine during the init
+    phase and check every program the rules' pipelines need, so that a missing one (an image built
+    without tesseract) is an initialisation error, not one failure per object.  Invalid settings are
+    left to each invocation, which reports them with the key named."""
+    import os
+
+    from config.errors import ConfigError
+
+    if not os.environ.get("AWS_LAMBDA_RUNTIME_API"):
+        return
+    try:
+        rt = runtime()
+    except ConfigError:
+        return
+    rt.engine.preflight(rt.engine.pipelines_for([]))
+
+
 def reset_runtime() -> None:
     """Forget the cached settings/engine (tests change the environment between invocations)."""
     global _runtime

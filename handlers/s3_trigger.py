@@ -14,7 +14,14 @@ from typing import Any
 
 from handlers import events
 from handlers.observability import logger, metrics
-from handlers.runtime import LambdaContextLike, UnsupportedEvent, handle_object, start, summarize
+from handlers.runtime import (
+    LambdaContextLike,
+    UnsupportedEvent,
+    handle_object,
+    init_on_lambda,
+    start,
+    summarize,
+)
 
 
 class RetryLater(Exception):
@@ -52,3 +59,6 @@ def process(event: dict[str, Any], context: LambdaContextLike) -> dict[str, Any]
 @metrics.log_metrics
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     return process(event, context)
+
+
+init_on_lambda()  # under the Lambda runtime: settings, engine and the dependency check in the init phase

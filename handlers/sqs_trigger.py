@@ -17,7 +17,15 @@ from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
 from handlers import events
 from handlers.observability import logger, metrics
-from handlers.runtime import LambdaContextLike, deadline_for, handle_object, runtime, start, summarize
+from handlers.runtime import (
+    LambdaContextLike,
+    deadline_for,
+    handle_object,
+    init_on_lambda,
+    runtime,
+    start,
+    summarize,
+)
 
 processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
 
@@ -55,3 +63,6 @@ def process(event: dict[str, Any], context: LambdaContextLike) -> dict[str, Any]
 @metrics.log_metrics
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     return process(event, context)
+
+
+init_on_lambda()  # under the Lambda runtime: settings, engine and the dependency check in the init phase

@@ -15,12 +15,19 @@ import os
 import shutil
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from config.errors import BadInputError, ConfigError, JobTimeoutError, MediaWorkerError, RetryableError
+from config.errors import (
+    BadInputError,
+    ConfigError,
+    JobTimeoutError,
+    MediaWorkerError,
+    MissingDependencyError,
+    RetryableError,
+)
 from config.logs import get_logger
 from config.rules import select_pipelines
 from config.settings import Settings
@@ -201,6 +208,36 @@ class Engine:
             else:
                 chosen.append(p)
         return chosen, reasons
+
+    def pipelines_for(self, relpaths: Iterable[str], pipelines: Sequence[str] | None = None) -> list[str]:
+        """Installed pipelines that ``relpaths`` would go through (``pipelines`` if given, else the rules);
+        with no paths, every installed pipeline the active rules name."""
+        if pipelines:
+            wanted = list(pipelines)
+        else:
+            rules, exclude = self.settings.active_rules(), self.settings.exclude
+            paths = list(relpaths)
+            if paths:
+                wanted = [n for rel in paths for n in select_pipelines(rel, rules, exclude)]
+            else:
+                wanted = [n for r in rules for n in r.pipelines]
+        return [n for n in dict.fromkeys(wanted) if self.registry.get(n) is not None]
+
+    def preflight(self, names: Iterable[str]) -> None:
+        """Check every program and library these pipelines need, once, before any file is processed.
+
+        Raises one :class:`MissingDependencyError` naming everything that is missing and how to install
+        it, instead of one failure per file.
+        """
+        problems: list[str] = []
+        for name in names:
+            try:
+                self.registry.check(name, self.settings)
+            except MissingDependencyError as exc:
+                if str(exc) not in problems:
+                    problems.append(str(exc))
+        if problems:
+            raise MissingDependencyError("; ".join(problems))
 
     def config_hash(self, pipelines: Sequence[Pipeline]) -> str:
         doc = {
