@@ -100,6 +100,3 @@ class OcrSettings(Section):
         if not v or len(set(v)) != len(v):
             raise ValueError("give one or more distinct outputs from txt, json, pdf")
         return v
-
-    def planned_variants(self) -> dict[str, list[tuple[str, str]]]:
-        return {"ocr": [(OUTPUTS[o][0], OUTPUTS[o][1]) for o in self.outputs]}

@@ -8,13 +8,11 @@ e.g. ``MEDIA_WORKER_RULES='[{"include": ["*.jpg"], "pipelines": ["thumbnails"]}]
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
+from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -37,25 +35,6 @@ MIN_READ_BLOCK = (
 )  # S3 Files serves reads >= 128 KB straight from S3; smaller ones hit the paid cache
 CONFIG_ENV = "MEDIA_WORKER_CONFIG"
 DEFAULT_CONFIG_NAME = "media-worker.toml"
-
-IMAGE_GLOBS = [
-    "*.jpg",
-    "*.jpeg",
-    "*.png",
-    "*.webp",
-    "*.gif",
-    "*.tif",
-    "*.tiff",
-    "*.bmp",
-    "*.avif",
-    "*.heic",
-    "*.heif",
-    "*.mpo",
-    "*.ico",
-]
-VIDEO_GLOBS = ["*.mp4", "*.mov", "*.m4v", "*.mkv", "*.webm", "*.avi", "*.ts", "*.mts", "*.m2ts"]
-AUDIO_GLOBS = ["*.mp3", "*.m4a", "*.aac", "*.wav", "*.flac", "*.ogg", "*.oga", "*.opus"]
-DOCUMENT_GLOBS = ["*.pdf"]
 
 
 class ThumbnailSettings(Section):
@@ -94,9 +73,6 @@ class ThumbnailSettings(Section):
             raise ValueError("give one or more distinct formats")
         return v
 
-    def planned_variants(self) -> dict[str, list[tuple[str, str]]]:
-        return {"thumbnails": [(size, _ext(fmt)) for size in self.sizes for fmt in self.formats]}
-
 
 class LimitSettings(Section):
     """Per-file limits: over a limit is a clean per-file failure."""
@@ -107,16 +83,6 @@ class LimitSettings(Section):
     max_source_bytes: int = Field(
         default=2 * 1024 * MIB, ge=1, description="Largest source read into memory by in-memory pipelines."
     )
-
-
-def _default_rules() -> list[Rule]:
-    return [
-        Rule(include=IMAGE_GLOBS, pipelines=["thumbnails"]),
-        Rule(include=VIDEO_GLOBS, pipelines=["transcode", "video_thumbnails"]),
-        Rule(include=AUDIO_GLOBS, pipelines=["transcode"]),
-        Rule(include=DOCUMENT_GLOBS, pipelines=["ocr", "thumbnails"]),
-        Rule(include=["*.tif", "*.tiff"], pipelines=["ocr"], enabled=False),
-    ]
 
 
 class Settings(BaseSettings):
@@ -141,8 +107,10 @@ class Settings(BaseSettings):
     workers: int = Field(
         default=0, ge=0, description="Process pool size for directory runs; 0 = CPUs available."
     )
-    rules: list[Rule] = Field(
-        default_factory=_default_rules, description="Which pipelines run for which sources."
+    rules: list[Rule] | None = Field(
+        default=None,
+        description="Which pipelines run for which sources; unset = each installed pipeline's own "
+        "defaults (the file types it declares, see `media-worker pipelines`).",
     )
     exclude: list[str] = Field(
         default=["processed/**", "**/.*", "**/.*/**"],
@@ -174,35 +142,6 @@ class Settings(BaseSettings):
         if toml_file is not None:
             sources.append(TomlConfigSettingsSource(settings_cls, toml_file=toml_file))
         return tuple(sources)
-
-    @model_validator(mode="after")
-    def _check_layout_against_rules(self) -> Settings:
-        self.layout.check_against_rules(self.active_rules(), self.exclude, self._planned_variants())
-        return self
-
-    def active_rules(self) -> list[Rule]:
-        return [r for r in self.rules if r.enabled]
-
-    def _planned_variants(self) -> dict[str, list[tuple[str, str]]]:
-        """(variant, extension) pairs each configured pipeline can write, for layout checks."""
-        variants: dict[str, list[tuple[str, str]]] = {}
-        for name in type(self).model_fields:
-            section = getattr(self, name)
-            if isinstance(section, Section):
-                variants.update(section.planned_variants())
-        # video posters come in the image thumbnail sizes and formats
-        variants["video_thumbnails"] = variants.get("video_thumbnails", []) + variants.get("thumbnails", [])
-        return variants
-
-    def fingerprint(self, section: BaseModel | dict[str, Any] | None) -> str:
-        """Stable short hash of a settings section (used in the manifest's config hash)."""
-        data = section.model_dump(mode="json") if isinstance(section, BaseModel) else section
-        blob = json.dumps(data, sort_keys=True, separators=(",", ":"), default=str).encode()
-        return hashlib.sha256(blob).hexdigest()[:16]
-
-
-def _ext(fmt: str) -> str:
-    return {"jpeg": "jpg"}.get(fmt, fmt)
 
 
 _active_toml: Path | None = None
@@ -255,10 +194,12 @@ def _check_toml_syntax(path: Path) -> None:
         raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
 
 
-def format_validation_error(exc: ValidationError, path: Path | None = None) -> str:
+def format_validation_error(exc: ValidationError, path: Path | None = None, prefix: str = "") -> str:
+    """One line per bad key (``prefix`` is prepended to each key, e.g. ``plugins.wordcount``)."""
     lines = [f"invalid config{f' ({path})' if path else ''}:"]
     for err in exc.errors():
-        key = ".".join(str(p) for p in err["loc"]) or "(root)"
+        key = ".".join([prefix, *(str(p) for p in err["loc"])] if prefix else [str(p) for p in err["loc"]])
+        key = key or "(root)"
         msg = err["msg"]
         if err["type"] == "extra_forbidden":
             msg = "unknown key"

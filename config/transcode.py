@@ -232,12 +232,3 @@ class TranscodeSettings(Section):
         if self.loudnorm:
             out.append(("loudnorm", "m4a"))
         return out
-
-    def planned_variants(self) -> dict[str, list[tuple[str, str]]]:
-        # video_thumbnails also writes one poster per [thumbnails] size and format; those use image
-        # extensions already listed for the thumbnails pipeline (see Settings._planned_variants)
-        thumbs = [("sprite", "jpg"), ("storyboard", "vtt")] if self.sprite else []
-        return {
-            "transcode": self.rendition_variants() + self.audio_variants(),
-            "video_thumbnails": thumbs,
-        }

@@ -23,7 +23,7 @@ from rich.table import Table
 from config.errors import ExitCode, MediaWorkerError
 from config.settings import Settings, load_settings
 from pipelines.batch import iter_sources, run_many
-from pipelines.engine import Engine, SourceResult
+from pipelines.engine import Engine, SourceResult, rules_in_force
 from pipelines.registry import load_registry
 
 app = typer.Typer(
@@ -168,17 +168,19 @@ def pipelines(config: ConfigOpt = None) -> None:
     settings = _settings(config)
     reg = load_registry()
     table = Table(title="pipelines")
-    for col in ("name", "status", "description / reason", "from"):
-        table.add_column(col)
+    for col in ("name", "status", "description / reason", "takes (default rules: *)", "from"):
+        table.add_column(col, overflow="fold")
     for name, p in sorted(reg.pipelines.items()):
         try:
             reg.check(name, settings)
             status = "[green]available[/green]"
         except MediaWorkerError as exc:
             status = f"[yellow]missing dependency[/yellow]: {exc}"
-        table.add_row(name, status, p.description, reg.origins.get(name, ""))
+        routed = p.inputs.keys() if p.routed is None else p.routed
+        takes = " ".join(f".{s}{'*' if s in routed else ''}" for s in sorted(p.inputs)) or "any file"
+        table.add_row(name, status, p.description, takes, reg.origins.get(name, ""))
     for name, why in sorted(reg.unavailable.items()):
-        table.add_row(name, "[red]unavailable[/red]", why, "")
+        table.add_row(name, "[red]unavailable[/red]", why, "", "")
     out.print(table)
 
 
@@ -193,7 +195,12 @@ def config_validate(config: ConfigOpt = None) -> None:
     """Check the configuration; exit 2 with the bad keys named if it is invalid."""
     settings = _settings(config)
     reg = load_registry()
-    unknown = sorted({p for r in settings.active_rules() for p in r.pipelines} - set(reg.pipelines))
+    try:
+        rules = rules_in_force(settings, reg)
+    except MediaWorkerError as exc:
+        err.print(f"[red]error:[/red] {exc}", highlight=False)
+        raise typer.Exit(ExitCode.USAGE) from None
+    unknown = sorted({p for r in rules for p in r.pipelines} - set(reg.pipelines))
     for name in unknown:
         err.print(f"[yellow]warning:[/yellow] rules name pipeline {name!r}: {reg.why_unavailable(name)}")
     out.print("[green]config ok[/green]")

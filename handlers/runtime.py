@@ -242,7 +242,7 @@ def _handle(
     if glob_match(rel, settings.exclude):
         obs.count("ignored")
         return Outcome(ref.key, ref.bucket, "ignored", relpath=rel, reason="the path matches an exclude glob")
-    if not pipelines and not select_pipelines(rel, settings.active_rules(), settings.exclude):
+    if not pipelines and not select_pipelines(rel, rt.engine.rules, settings.exclude):
         obs.count("ignored")
         return Outcome(ref.key, ref.bucket, "ignored", relpath=rel, reason="no rule matches this key")
     if time.monotonic() >= deadline:

@@ -45,10 +45,34 @@ MEDIA_TYPES = {
     "png": "image/png",
     "vtt": "text/vtt",
 }
-VIDEO_SUFFIXES = frozenset(
-    {"mp4", "mov", "m4v", "mkv", "webm", "avi", "ts", "mts", "m2ts", "mpg", "mpeg", "flv"}
-)
-AUDIO_SUFFIXES = frozenset({"mp3", "m4a", "aac", "wav", "flac", "ogg", "oga", "opus", "aif", "aiff", "wma"})
+VIDEO_INPUTS = {
+    "mp4": "video/mp4",
+    "mov": "video/quicktime",
+    "m4v": "video/x-m4v",
+    "mkv": "video/x-matroska",
+    "webm": "video/webm",
+    "avi": "video/x-msvideo",
+    "ts": "video/mp2t",
+    "mts": "video/mp2t",
+    "m2ts": "video/mp2t",
+    "mpg": "video/mpeg",
+    "mpeg": "video/mpeg",
+    "flv": "video/x-flv",
+}
+AUDIO_INPUTS = {
+    "mp3": "audio/mpeg",
+    "m4a": "audio/mp4",
+    "aac": "audio/aac",
+    "wav": "audio/wav",
+    "flac": "audio/flac",
+    "ogg": "audio/ogg",
+    "oga": "audio/ogg",
+    "opus": "audio/opus",
+    "aif": "audio/aiff",
+    "aiff": "audio/aiff",
+    "wma": "audio/x-ms-wma",
+}
+VIDEO_SUFFIXES, AUDIO_SUFFIXES = frozenset(VIDEO_INPUTS), frozenset(AUDIO_INPUTS)
 TRANSCODE, THUMBS = "transcode", "video_thumbnails"
 _BLACK_MEAN, _FLAT_STDDEV = 20.0, 6.0
 # A source counts as cut short when it decodes to less than its declared duration minus the larger of

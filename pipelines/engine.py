@@ -29,7 +29,7 @@ from config.errors import (
     RetryableError,
 )
 from config.logs import get_logger
-from config.rules import select_pipelines
+from config.rules import Rule, select_pipelines
 from config.settings import Settings
 from pipelines import manifest
 from pipelines.mount import Workspace, clean_relpath
@@ -184,22 +184,31 @@ def group_pipelines(pipelines: Sequence[Pipeline]) -> list[tuple[Pipeline, list[
     return groups
 
 
+def rules_in_force(settings: Settings, registry: Registry) -> list[Rule]:
+    """The enabled rules (the configured ones, else the pipelines' own defaults), after the start-up
+    checks that need the installed pipelines: each pipeline's options against its own model, and the
+    layout's recursion guard over the outputs every pipeline plans.  Raises ConfigError."""
+    registry.validate_options(settings)
+    configured = settings.rules if settings.rules is not None else registry.default_rules()
+    rules = [r for r in configured if r.enabled]
+    settings.layout.check_against_rules(rules, settings.exclude, registry.planned_variants(settings))
+    return rules
+
+
 class Engine:
     """Processes sources of one workspace with one set of settings and pipelines."""
 
     def __init__(self, settings: Settings, registry: Registry | None = None) -> None:
+        """Raises ConfigError from the start-up checks (:func:`rules_in_force`)."""
         self.settings = settings
         self.registry = registry if registry is not None else load_registry()
+        self.rules = rules_in_force(settings, self.registry)
         self.ws = Workspace(settings.workspace, read_block=settings.read_block_bytes)
 
     # -- selection -----------------------------------------------------------------------------
     def choose(self, relpath: str, pipelines: Sequence[str] | None) -> tuple[list[Pipeline], list[str]]:
         """Pipelines to run for a source and the reasons others were left out."""
-        names = (
-            list(pipelines)
-            if pipelines
-            else select_pipelines(relpath, self.settings.active_rules(), self.settings.exclude)
-        )
+        names = list(pipelines) if pipelines else select_pipelines(relpath, self.rules, self.settings.exclude)
         chosen, reasons = [], []
         for name in names:
             p = self.registry.get(name)
@@ -215,7 +224,7 @@ class Engine:
         if pipelines:
             wanted = list(pipelines)
         else:
-            rules, exclude = self.settings.active_rules(), self.settings.exclude
+            rules, exclude = self.rules, self.settings.exclude
             paths = list(relpaths)
             if paths:
                 wanted = [n for rel in paths for n in select_pipelines(rel, rules, exclude)]
@@ -399,7 +408,7 @@ class Engine:
                 rel = layout.output_path(source.relpath, p.name, out.variant, out.ext)
                 if rel in seen:
                     raise ConfigError(f"layout: {p.name}/{out.variant} and {seen[rel]} both map to {rel}")
-                if select_pipelines(rel, settings.active_rules(), settings.exclude):
+                if select_pipelines(rel, self.rules, settings.exclude):
                     raise ConfigError(
                         f"layout: output {rel} would be picked up by the rules again (recursion)"
                     )

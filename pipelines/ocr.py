@@ -26,8 +26,19 @@ from config.ocr import OUTPUTS
 from config.settings import Settings
 from pipelines.spec import Job, Pipeline, PlannedOutput, SourceInfo, check_deadline
 
-IMAGE_SUFFIXES = frozenset({"png", "jpg", "jpeg", "jpe", "tif", "tiff", "bmp", "webp", "gif"})
-PDF_SUFFIXES = frozenset({"pdf"})
+IMAGE_INPUTS = {
+    "png": "image/png",
+    "jpg": "image/jpeg",
+    "jpeg": "image/jpeg",
+    "jpe": "image/jpeg",
+    "tif": "image/tiff",
+    "tiff": "image/tiff",
+    "bmp": "image/bmp",
+    "webp": "image/webp",
+    "gif": "image/gif",
+}
+PDF_INPUTS = {"pdf": "application/pdf"}
+IMAGE_SUFFIXES, PDF_SUFFIXES = frozenset(IMAGE_INPUTS), frozenset(PDF_INPUTS)
 if TYPE_CHECKING:
     from PIL import Image
 
@@ -96,8 +107,12 @@ class OcrPipeline(Pipeline):
         "OCR (tesseract) and PDF text layers (pdfplumber): txt, words JSON, searchable PDF"
     )
 
+    inputs: ClassVar[dict[str, str]] = {**PDF_INPUTS, **IMAGE_INPUTS}
+    routed: ClassVar[frozenset[str]] = PDF_SUFFIXES  # images only where a rule says so (e.g. scans/**)
+    settings_section: ClassVar[str] = "ocr"
+
     def accepts(self, source: SourceInfo, settings: Settings) -> bool | str:
-        ok = source.suffix in IMAGE_SUFFIXES or source.suffix in PDF_SUFFIXES
+        ok = source.suffix in self.inputs
         return ok or f"not a PDF or an image tesseract reads (.{source.suffix})"
 
     def check(self, settings: Settings) -> None:

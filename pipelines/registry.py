@@ -8,10 +8,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from importlib.metadata import EntryPoint, entry_points
 
-from config.errors import MediaWorkerError, MissingDependencyError
+from pydantic import ValidationError
+
+from config.errors import ConfigError, MediaWorkerError, MissingDependencyError
 from config.logs import get_logger
-from config.settings import Settings
-from pipelines.spec import Pipeline
+from config.rules import Rule
+from config.settings import Settings, format_validation_error
+from pipelines.spec import Pipeline, SourceInfo
 
 GROUP = "media_worker.pipelines"
 log = get_logger(__name__)
@@ -43,6 +46,37 @@ class Registry:
         err = self._checked[name]
         if err is not None:
             raise err
+
+    # -- what the declarations give ---------------------------------------------------------------
+    def default_rules(self) -> list[Rule]:
+        """One rule per pipeline, for the suffixes it declares routed (``Pipeline.routed``/``inputs``):
+        the rules in force when the configuration names none."""
+        rules = []
+        for name, p in sorted(self.pipelines.items()):
+            routed = sorted(p.inputs if p.routed is None else p.routed)
+            if routed:
+                rules.append(Rule(include=[f"*.{s}" for s in routed], pipelines=[name]))
+        return rules
+
+    def planned_variants(self, settings: Settings) -> dict[str, list[tuple[str, str]]]:
+        """(variant, extension) pairs each pipeline can write, from its own ``plan()`` over every input
+        type it declares: what the layout's recursion guard checks, for third-party pipelines too."""
+        out: dict[str, list[tuple[str, str]]] = {}
+        for name, p in self.pipelines.items():
+            seen: dict[tuple[str, str], None] = {}
+            for suffix in p.inputs or {"bin": ""}:
+                for po in p.plan(SourceInfo(f"example.{suffix}", 0, 0), settings):
+                    seen[(po.variant, po.ext)] = None
+            out[name] = list(seen)
+        return out
+
+    def validate_options(self, settings: Settings) -> None:
+        """Validate every pipeline's options with its own model; ConfigError naming the bad keys."""
+        for name, p in self.pipelines.items():
+            try:
+                p.options(settings)
+            except ValidationError as exc:
+                raise ConfigError(format_validation_error(exc, prefix=f"plugins.{name}")) from None
 
     def register(self, pipeline: Pipeline, origin: str = "") -> None:
         name = pipeline.name

@@ -15,10 +15,12 @@ from __future__ import annotations
 
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any, ClassVar, Protocol
+
+from pydantic import BaseModel
 
 from config.errors import JobTimeoutError
 from config.settings import Settings
@@ -112,9 +114,28 @@ class Pipeline(ABC):
     name: ClassVar[str]
     version: ClassVar[str] = "1"  # bump when outputs change for the same settings
     description: ClassVar[str] = ""
+    # What the pipeline takes, declared once (like Pillow's register_extensions): file suffix -> media
+    # type.  The default rules, accepts(), the recursion guard and `media-worker pipelines` derive from it.
+    inputs: ClassVar[Mapping[str, str]] = {}
+    # Suffixes the default rules send here; None = all of ``inputs`` (OCR takes images only by a rule).
+    routed: ClassVar[frozenset[str] | None] = None
+    # Its options (like OCRmyPDF's register_options): a pydantic model, validated at start-up.  Built-ins
+    # name their table of Settings; a third party's lives under [plugins.<name>].
+    settings_model: ClassVar[type[BaseModel] | None] = None
+    settings_section: ClassVar[str | None] = None
 
     def accepts(self, source: SourceInfo, settings: Settings) -> bool | str:
-        return True
+        """Whether to run on ``source`` (decided without opening it); the default uses ``inputs``."""
+        if not self.inputs or source.suffix in self.inputs:
+            return True
+        return f"{self.name} does not take .{source.suffix} files"
+
+    def options(self, settings: Settings) -> Any:
+        """This pipeline's validated options (raises pydantic's ValidationError for bad ones)."""
+        if self.settings_section is not None:
+            return getattr(settings, self.settings_section)
+        raw = settings.plugins.get(self.name, {})
+        return self.settings_model.model_validate(raw) if self.settings_model is not None else raw
 
     def check(self, settings: Settings) -> None:  # noqa: B027 - optional hook
         """Raise MissingDependencyError if a program or library is missing."""
@@ -125,7 +146,8 @@ class Pipeline(ABC):
 
     def settings_fingerprint(self, settings: Settings) -> Any:
         """The part of the settings that changes this pipeline's outputs (hashed into the manifest)."""
-        return settings.plugins.get(self.name, {})
+        opts = self.options(settings)
+        return opts.model_dump(mode="json") if isinstance(opts, BaseModel) else opts
 
     @abstractmethod
     def plan(self, source: SourceInfo, settings: Settings) -> list[PlannedOutput]:

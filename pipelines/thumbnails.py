@@ -8,10 +8,25 @@ from config.settings import Settings
 from pipelines.spec import Job, Pipeline, PlannedOutput, SourceInfo, check_deadline
 
 MEDIA_TYPES = {"jpeg": ("jpg", "image/jpeg"), "webp": ("webp", "image/webp"), "png": ("png", "image/png")}
-IMAGE_SUFFIXES = frozenset(
-    {"jpg", "jpeg", "jpe", "png", "webp", "gif", "tif", "tiff", "bmp", "avif", "heic", "heif", "mpo", "ico"}
-)
-DOCUMENT_SUFFIXES = frozenset({"pdf"})  # first page, rendered by pypdfium2 (see pipelines.pdf)
+IMAGE_INPUTS = {
+    "jpg": "image/jpeg",
+    "jpeg": "image/jpeg",
+    "jpe": "image/jpeg",
+    "png": "image/png",
+    "webp": "image/webp",
+    "gif": "image/gif",
+    "tif": "image/tiff",
+    "tiff": "image/tiff",
+    "bmp": "image/bmp",
+    "avif": "image/avif",
+    "heic": "image/heic",
+    "heif": "image/heif",
+    "mpo": "image/mpo",
+    "ico": "image/vnd.microsoft.icon",
+}
+IMAGE_SUFFIXES = frozenset(IMAGE_INPUTS)
+DOCUMENT_INPUTS = {"pdf": "application/pdf"}  # first page, rendered by pypdfium2 (see pipelines.pdf)
+DOCUMENT_SUFFIXES = frozenset(DOCUMENT_INPUTS)
 PDF_NATIVE_DPI = 300  # a PDF page's "native" size, which thumbnails never exceed, is its size at 300 dpi
 
 
@@ -24,9 +39,8 @@ class ThumbnailPipeline(Pipeline):
         "Image and PDF first-page thumbnails (Pillow, pypdfium2): sizes x formats, one decode"
     )
 
-    def accepts(self, source: SourceInfo, settings: Settings) -> bool | str:
-        ok = source.suffix in IMAGE_SUFFIXES or source.suffix in DOCUMENT_SUFFIXES
-        return ok or f"not an image or PDF file type (.{source.suffix})"
+    inputs: ClassVar[dict[str, str]] = {**IMAGE_INPUTS, **DOCUMENT_INPUTS}
+    settings_section: ClassVar[str] = "thumbnails"
 
     def tool_versions(self) -> dict[str, str]:
         import PIL

@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 from config.settings import Settings
-from pipelines.avjob import AUDIO_SUFFIXES, MEDIA_TYPES, TRANSCODE, VIDEO_SUFFIXES, FfmpegPipeline
+from pipelines.avjob import AUDIO_INPUTS, MEDIA_TYPES, TRANSCODE, VIDEO_INPUTS, VIDEO_SUFFIXES, FfmpegPipeline
 from pipelines.spec import PlannedOutput, SourceInfo
 
 
@@ -18,9 +18,8 @@ class TranscodePipeline(FfmpegPipeline):
     description: ClassVar[str] = "ffmpeg: H.264/AAC ladder (fMP4, HLS), AAC/Opus/MP3 audio, one decode"
     makes: ClassVar[str] = TRANSCODE
 
-    def accepts(self, source: SourceInfo, settings: Settings) -> bool | str:
-        ok = source.suffix in VIDEO_SUFFIXES or source.suffix in AUDIO_SUFFIXES
-        return ok or f"not a video or audio file type (.{source.suffix})"
+    inputs: ClassVar[dict[str, str]] = {**VIDEO_INPUTS, **AUDIO_INPUTS}
+    settings_section: ClassVar[str] = "transcode"
 
     def settings_fingerprint(self, settings: Settings) -> Any:
         t = settings.transcode.model_dump(mode="json")

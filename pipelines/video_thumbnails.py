@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 from config.settings import Settings
-from pipelines.avjob import THUMBS, VIDEO_SUFFIXES, FfmpegPipeline
+from pipelines.avjob import THUMBS, VIDEO_INPUTS, FfmpegPipeline
 from pipelines.spec import PlannedOutput, SourceInfo
 from pipelines.thumbnails import MEDIA_TYPES as IMAGE_TYPES
 
@@ -19,8 +19,8 @@ class VideoThumbnailPipeline(FfmpegPipeline):
     description: ClassVar[str] = "ffmpeg: poster frame in the thumbnail sizes, sprite sheet + WebVTT"
     makes: ClassVar[str] = THUMBS
 
-    def accepts(self, source: SourceInfo, settings: Settings) -> bool | str:
-        return source.suffix in VIDEO_SUFFIXES or f"not a video file type (.{source.suffix})"
+    inputs: ClassVar[dict[str, str]] = VIDEO_INPUTS
+    settings_section: ClassVar[str] = "transcode"
 
     def settings_fingerprint(self, settings: Settings) -> Any:
         t = settings.transcode

@@ -13,7 +13,14 @@ from conftest import cli_env, run_cli
 from config.errors import ConfigError, PathError
 from config.layout import Layout
 from config.rules import Rule, select_pipelines
-from config.settings import load_settings
+from config.settings import Settings, load_settings
+from pipelines.engine import rules_in_force
+from pipelines.registry import load_registry
+
+
+def in_force(s: Settings) -> list[Rule]:
+    """The rules an engine starts with, after the start-up checks that need the pipelines."""
+    return rules_in_force(s, load_registry())
 
 
 def write_toml(tmp_path: Path, text: str) -> Path:
@@ -133,21 +140,22 @@ def test_layout_key_length_limit() -> None:
 def test_recursion_guard_rejects_sidecar_with_default_rules(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("MEDIA_WORKER_LAYOUT__PRESET", "sidecar")
     with pytest.raises(ConfigError, match="process its own outputs") as exc:
-        load_settings()
+        in_force(load_settings())
     # the message offers the exclude that fixes it; applying it makes the config valid
     globs = re.search(r"exclude = (\[.*?\])", str(exc.value))
     assert globs
     monkeypatch.setenv("MEDIA_WORKER_EXCLUDE", json.dumps([*eval(globs.group(1)), "**/.*"]))
     s = load_settings()
+    rules = in_force(s)
     assert s.layout.preset == "sidecar"
-    assert select_pipelines("a/b.jpg.thumbnails.thumb.jpg", s.active_rules(), s.exclude) == []
-    assert select_pipelines("a/b.jpg", s.active_rules(), s.exclude) == ["thumbnails"]
+    assert select_pipelines("a/b.jpg.thumbnails.thumb.jpg", rules, s.exclude) == []
+    assert select_pipelines("a/b.jpg", rules, s.exclude) == ["thumbnails"]
 
 
 def test_recursion_guard_custom_rule_catching_processed(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("MEDIA_WORKER_EXCLUDE", "[]")
     with pytest.raises(ConfigError, match="processed/thumbnails"):
-        load_settings()
+        in_force(load_settings())
 
 
 # -- S3 Files synchronization -----------------------------------------------------------------

@@ -35,6 +35,9 @@ import yaml
 from conftest import REPO
 from lambda_support import EVENTS, render
 
+from pipelines.engine import rules_in_force
+from pipelines.registry import load_registry
+
 TEMPLATE = REPO / "template.yaml"
 SAMCONFIG = REPO / "samconfig.toml"
 BIN = Path(sys.executable).parent
@@ -344,7 +347,7 @@ def check_access_point_and_key_prefix(stack: Stack) -> None:
 def check_upload_routing(stack: Stack) -> None:
     with template_settings(stack) as settings:
         kp = settings.aws.key_prefix
-        names = sorted({p for r in settings.rules for p in r.pipelines})
+        names = sorted({p for r in rules_in_force(settings, load_registry()) for p in r.pipelines})
         sources = ["in/a.jpg", "photo.jpg", "in/b c/d.mp4", "processed.jpg", "processedx/a.pdf"]
         outputs = [settings.layout.manifest_path(s) for s in sources]
         outputs += [settings.layout.output_path(s, p, "v", "x") for s in sources for p in names]

@@ -15,6 +15,8 @@ from config.errors import ConfigError, MissingDependencyError
 from config.rules import Rule
 from config.settings import load_settings
 from pipelines._exec import tesseract
+from pipelines.engine import rules_in_force
+from pipelines.registry import load_registry
 
 
 def test_env_is_built_from_settings(tmp_path: Path) -> None:
@@ -79,9 +81,15 @@ def test_recursion_guard_knows_ocr_outputs(tmp_path: Path) -> None:
     """A sidecar searchable PDF (x.pdf.ocr.searchable.pdf) would be picked up again by a *.pdf rule."""
     rules = [Rule(include=["*.pdf"], pipelines=["ocr"])]
     layout = {"preset": "sidecar"}
-    load_settings(workspace=tmp_path, rules=rules, layout=layout, ocr={"outputs": ["txt", "json"]})
+    reg = load_registry()
+    rules_in_force(
+        load_settings(workspace=tmp_path, rules=rules, layout=layout, ocr={"outputs": ["txt", "json"]}), reg
+    )
     with pytest.raises(ConfigError, match=r"searchable\.pdf"):
-        load_settings(workspace=tmp_path, rules=rules, layout=layout, ocr={"outputs": ["txt", "pdf"]})
+        rules_in_force(
+            load_settings(workspace=tmp_path, rules=rules, layout=layout, ocr={"outputs": ["txt", "pdf"]}),
+            reg,
+        )
 
 
 def test_password_is_not_in_the_fingerprint(tmp_path: Path) -> None:

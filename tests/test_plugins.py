@@ -41,7 +41,7 @@ def plugin_site(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def test_plugin_is_listed_and_broken_one_is_not_fatal(plugin_site: Path) -> None:
-    res = run_cli("pipelines", env=cli_env(PYTHONPATH=str(plugin_site), COLUMNS="200"))
+    res = run_cli("pipelines", env=cli_env(PYTHONPATH=str(plugin_site), COLUMNS="300"))
     assert res.returncode == 0, res.stderr
     lines = {line.split("│")[1].strip(): line for line in res.stdout.splitlines() if line.count("│") > 2}
     assert "available" in lines["wordcount"] and "available" in lines["thumbnails"]

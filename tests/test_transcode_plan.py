@@ -11,7 +11,7 @@ from config.settings import load_settings
 from config.transcode import Rung, TranscodeSettings
 from pipelines import avplan
 from pipelines._exec.probe import VideoStream
-from pipelines.engine import group_pipelines
+from pipelines.engine import group_pipelines, rules_in_force
 from pipelines.registry import load_registry
 
 
@@ -93,7 +93,7 @@ def test_settings_plan_outputs_and_the_recursion_guard(monkeypatch: pytest.Monke
     for k in [k for k in __import__("os").environ if k.startswith("MEDIA_WORKER_")]:
         monkeypatch.delenv(k)
     s = load_settings(None, transcode={"hls": True, "loudnorm": True})
-    variants = s._planned_variants()
+    variants = load_registry().planned_variants(s)  # from the pipelines' own plan()
     assert ("720p", "mp4") in variants["transcode"] and ("hls", "m3u8") in variants["transcode"]
     assert ("loudnorm", "m4a") in variants["transcode"]
     assert ("thumb", "jpg") in variants["video_thumbnails"] and ("storyboard", "vtt") in variants[
@@ -103,7 +103,7 @@ def test_settings_plan_outputs_and_the_recursion_guard(monkeypatch: pytest.Monke
     # rule, and an audio output '.m4a' by the audio rule: refused with the fix named
     with pytest.raises(ConfigError, match="would be picked up again"):
         rules = [{"include": ["*.mp4", "*.m4a"], "pipelines": ["transcode"]}]
-        load_settings(None, layout={"preset": "sidecar"}, rules=rules)
+        rules_in_force(load_settings(None, layout={"preset": "sidecar"}, rules=rules), load_registry())
     with pytest.raises(ValueError, match="distinct"):
         TranscodeSettings(ladder=[Rung(height=720, max_kbps=100), Rung(height=720, max_kbps=200)])
 
