@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
 from aws_lambda_powertools.utilities.data_classes.s3_event import S3Event, S3EventBridgeNotificationEvent
 from aws_lambda_powertools.utilities.data_classes.sns_event import SNSEvent, SNSMessage
@@ -24,7 +24,6 @@ from aws_lambda_powertools.utilities.data_classes.sns_event import SNSEvent, SNS
 if TYPE_CHECKING:  # settings (pydantic) load on the first invocation, not at import
     from config.aws import AwsSettings
 
-Disposition = Literal["process", "ignored", "rejected"]
 NAME_MAX = 255  # bytes in one file name (Linux NAME_MAX; NFS mounts such as S3 Files have the same limit)
 
 
