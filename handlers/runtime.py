@@ -212,7 +212,6 @@ def handle_object(
 def _handle(
     rt: Runtime, ref: ObjectRef, deadline: float, pipelines: Sequence[str] | None, event_driven: bool
 ) -> Outcome:
-    from config.rules import glob_match, select_pipelines
     from pipelines.engine import SourceMeta
 
     settings = rt.settings
@@ -224,6 +223,10 @@ def _handle(
     except Rejected as exc:
         obs.count("rejected")
         return Outcome(ref.key, ref.bucket, "rejected", reason=str(exc))
+    verdict = rt.engine.triage(rel, pipelines)  # the same answer the CLI and the engine give
+    if not verdict.run:
+        obs.count("skipped")
+        return Outcome(ref.key, ref.bucket, "skipped", relpath=rel, reason=verdict.reason)
     if ref.storage_class and ref.storage_class.upper() in settings.aws.unsupported_storage_classes:
         obs.count("failed")
         return Outcome(
@@ -235,16 +238,6 @@ def _handle(
             "storage classes; restore it and copy it to a non-Glacier class first",
             error_kind="storage_class",
         )
-    if settings.layout.is_output(rel, rt.engine.registry.pipelines):
-        why = "the key is an output or manifest of the configured layout (recursion guard)"
-        obs.count("ignored")
-        return Outcome(ref.key, ref.bucket, "ignored", relpath=rel, reason=why)
-    if glob_match(rel, settings.exclude):
-        obs.count("ignored")
-        return Outcome(ref.key, ref.bucket, "ignored", relpath=rel, reason="the path matches an exclude glob")
-    if not pipelines and not select_pipelines(rel, rt.engine.rules, settings.exclude):
-        obs.count("ignored")
-        return Outcome(ref.key, ref.bucket, "ignored", relpath=rel, reason="no rule matches this key")
     if time.monotonic() >= deadline:
         obs.count("timeout")
         return Outcome(

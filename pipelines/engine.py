@@ -35,6 +35,7 @@ from pipelines import manifest
 from pipelines.mount import Workspace, clean_relpath
 from pipelines.registry import Registry, load_registry
 from pipelines.spec import OutputRecord, Pipeline, PlannedOutput, SourceInfo
+from pipelines.triage import Verdict, triage
 
 log = get_logger(__name__)
 Status = Literal["ok", "skipped", "failed", "timeout"]
@@ -206,9 +207,20 @@ class Engine:
         self.ws = Workspace(settings.workspace, read_block=settings.read_block_bytes)
 
     # -- selection -----------------------------------------------------------------------------
-    def choose(self, relpath: str, pipelines: Sequence[str] | None) -> tuple[list[Pipeline], list[str]]:
-        """Pipelines to run for a source and the reasons others were left out."""
-        names = list(pipelines) if pipelines else select_pipelines(relpath, self.rules, self.settings.exclude)
+    def triage(self, relpath: str, pipelines: Sequence[str] | None = None) -> Verdict:
+        """:func:`pipelines.triage.triage` with this engine's layout, rules and pipelines."""
+        s = self.settings
+        return triage(
+            relpath,
+            layout=s.layout,
+            rules=self.rules,
+            exclude=s.exclude,
+            installed=self.registry.pipelines,
+            requested=pipelines,
+        )
+
+    def choose(self, names: Sequence[str]) -> tuple[list[Pipeline], list[str]]:
+        """The installed pipelines among ``names`` and the reasons the others were left out."""
         chosen, reasons = [], []
         for name in names:
             p = self.registry.get(name)
@@ -224,12 +236,11 @@ class Engine:
         if pipelines:
             wanted = list(pipelines)
         else:
-            rules, exclude = self.rules, self.settings.exclude
             paths = list(relpaths)
             if paths:
-                wanted = [n for rel in paths for n in select_pipelines(rel, rules, exclude)]
+                wanted = [n for rel in paths for n in self.triage(rel).pipelines]
             else:
-                wanted = [n for r in rules for n in r.pipelines]
+                wanted = [n for r in self.rules for n in r.pipelines]
         return [n for n in dict.fromkeys(wanted) if self.registry.get(n) is not None]
 
     def preflight(self, names: Iterable[str]) -> None:
@@ -304,24 +315,25 @@ class Engine:
     ) -> None:
         settings, layout = self.settings, self.settings.layout
         rel = result.source = clean_relpath(relpath)
-        if layout.is_output(rel, self.registry.pipelines):
-            result.status, result.reason = "skipped", "this path is an output of the configured layout"
+        verdict = self.triage(rel, names)
+        if not verdict.run:
+            result.status, result.reason = "skipped", verdict.reason
             return
-        chosen, reasons = self.choose(rel, names)
+        chosen, reasons = self.choose(verdict.pipelines)
         st = self._wait_until_visible(rel, meta, deadline)
         meta = meta or SourceMeta()
         source = SourceInfo(rel, st.st_size, st.st_mtime_ns, meta.version_id, meta.etag)
         result.source_bytes = st.st_size
         accepted = []
         for p in chosen:
-            verdict = p.accepts(source, settings)
-            if verdict is True:
+            answer = p.accepts(source, settings)
+            if answer is True:
                 accepted.append(p)
             else:
-                reasons.append(f"{p.name}: {verdict or 'does not accept this file'}")
+                reasons.append(f"{p.name}: {answer or 'does not accept this file'}")
         if not accepted:
             result.status = "skipped"
-            result.reason = "; ".join(reasons) if reasons else "no rule matches this file"
+            result.reason = "; ".join(reasons)
             return
 
         config_hash = self.config_hash(accepted)
@@ -408,6 +420,7 @@ class Engine:
                 rel = layout.output_path(source.relpath, p.name, out.variant, out.ext)
                 if rel in seen:
                     raise ConfigError(f"layout: {p.name}/{out.variant} and {seen[rel]} both map to {rel}")
+                # not the triage: that knows outputs; this asks whether the rules alone would take it
                 if select_pipelines(rel, self.rules, settings.exclude):
                     raise ConfigError(
                         f"layout: output {rel} would be picked up by the rules again (recursion)"

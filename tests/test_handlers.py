@@ -184,9 +184,10 @@ def test_ignored_and_rejected_keys_do_no_work(workspace: Path, monkeypatch: pyte
         ("media/in/a.jpg", BUCKET, "ObjectRemoved:Delete"): "ignored",
         ("media/in/a.jpg", BUCKET, "ObjectRestore:Completed"): "ignored",
         ("media/in/a.jpg", BUCKET, "LifecycleExpiration:Delete"): "ignored",
-        ("media/processed/thumbnails/thumb/in/a.jpg.jpg", BUCKET, "ObjectCreated:Put"): "ignored",
-        ("media/in/notes.txt", BUCKET, "ObjectCreated:Put"): "ignored",
-        ("media/.hidden/a.jpg", BUCKET, "ObjectCreated:Put"): "ignored",
+        # a path the triage does not take: "skipped", with the reason the CLI gives for the same path
+        ("media/processed/thumbnails/thumb/in/a.jpg.jpg", BUCKET, "ObjectCreated:Put"): "skipped",
+        ("media/in/notes.txt", BUCKET, "ObjectCreated:Put"): "skipped",
+        ("media/.hidden/a.jpg", BUCKET, "ObjectCreated:Put"): "skipped",
         ("media/in/", BUCKET, "ObjectCreated:Put"): "rejected",  # a "folder" marker
     }
     for (key, bucket, name), expected in cases.items():
@@ -341,7 +342,8 @@ def test_prefix_run_with_cursor_processes_everything_exactly_once(
         for k, v in s.items():
             if k != "n":
                 totals[k] = totals.get(k, 0) + v
-    assert totals == {"ok": 4, "ignored": 1}  # nothing skipped: nothing was processed twice
+    # nothing skipped but incoming/c.txt (no rule takes it): nothing was processed twice
+    assert totals == {"ok": 4, "skipped": 1}
     for n in names:
         if n.endswith(".jpg"):
             check_thumbnails(workspace, n, (1200, 1600))
@@ -349,7 +351,7 @@ def test_prefix_run_with_cursor_processes_everything_exactly_once(
 
     # everything is done: a fresh run skips all of it from the manifests
     res = batch.handler({"prefix": "incoming/"}, FakeContext())
-    assert res["done"] and res["counts"] == {"skipped": 4, "ignored": 1}
+    assert res["done"] and res["counts"] == {"skipped": 5}
 
 
 def test_prefix_run_stops_at_the_time_budget(workspace: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -513,7 +515,7 @@ def test_workspace_copy_of_samples_untouched(workspace: Path, monkeypatch: pytes
     shutil.copytree(SAMPLES, workspace / "s", ignore=shutil.ignore_patterns("*.py", "*.md"))
     before = {p: hashlib.sha256((workspace / p).read_bytes()).hexdigest() for p in files(workspace)}
     res = batch.handler({"prefix": "s/"}, FakeContext())
-    assert res["done"] and res["counts"] == {"ok": 3, "ignored": 7}  # photo, logo, page; 7 other files
+    assert res["done"] and res["counts"] == {"ok": 3, "skipped": 7}  # photo, logo, page; 7 other files
     for p, digest in before.items():
         assert hashlib.sha256((workspace / p).read_bytes()).hexdigest() == digest
     assert sorted(os.listdir(workspace)) == ["processed", "s"]

@@ -153,7 +153,7 @@ def test_hostile_keys_through_the_handler_never_escape_or_crash(
     before = sorted(p.name for p in tmp_path.iterdir())
     try:
         res = lambda_function.handler(s3_notification(key), FakeContext())
-        assert set(res["counts"]) <= {"ignored", "rejected"}
+        assert set(res["counts"]) <= {"ignored", "rejected", "skipped"}
     except RetryLater as exc:  # a well-formed key whose object is not on the mount: sync lag
         assert "not on the mount" in str(exc)
     assert sorted(p.name for p in tmp_path.iterdir()) == before

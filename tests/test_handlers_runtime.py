@@ -96,7 +96,7 @@ def test_awslambdaric_completes_an_s3_invocation_end_to_end(
     log = (ws.parent / "runtime.log").read_text()
     assert posted.kind == "response", (posted, log[-3000:])
     assert posted.request_id == request_id
-    assert posted.body == {"counts": {"ok": 1, "ignored": 1}, "failures": []}
+    assert posted.body == {"counts": {"ok": 1, "skipped": 1}, "failures": []}
     for size_name, box in {"thumb": (150, 150), "medium": (800, 600), "large": (1920, 1080)}.items():
         for ext in ("jpg", "webp"):
             with Image.open(ws / f"processed/thumbnails/{size_name}/{rel}.{ext}") as im:

@@ -355,10 +355,12 @@ def test_distributed_map_batch(deployed: tuple[Function, Path]) -> None:
 
 def test_prefix_batch_finishes_the_rest(deployed: tuple[Function, Path]) -> None:
     fn, ws = deployed
+    earlier = {m: m.stat().st_mtime_ns for m in (ws / "processed/_manifests").rglob("*.json")}
     resp = fn.invoke_file("prefix-batch.json")
     assert resp["done"] is True and resp["failures"] == [], resp
-    # page.png and document.pdf were left; everything done before is skipped through its manifest
-    assert resp["counts"]["ok"] == 2 and resp["counts"]["skipped"] == 6, resp
+    # page.png and document.pdf were left; the 6 sources done before are skipped through their manifests
+    assert resp["counts"]["ok"] == 2 and set(resp["counts"]) == {"ok", "skipped"}, resp
+    assert len(earlier) == 6 and all(m.stat().st_mtime_ns == t for m, t in earlier.items())
     for rel in ("page.png", "document.pdf"):
         check_manifest(ws, rel)
     check_thumbnails(ws, "page.png", Image.open(SAMPLES / "page.png").size)

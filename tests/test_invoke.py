@@ -60,9 +60,12 @@ def test_every_committed_event(sample_ws: Path) -> None:
     assert "ocr" in (sample_ws / "processed/_manifests/scan.pdf.json").read_text()
     res = invoke(sample_ws, "distributed-map-batch.json")
     assert json.loads(res.stdout)["counts"] == {"ok": 2}, res.stdout
+    earlier = {m: m.stat().st_mtime_ns for m in (sample_ws / "processed/_manifests").rglob("*.json")}
     res = invoke(sample_ws, "prefix-batch.json")
     doc = json.loads(res.stdout)
-    assert doc["done"] is True and doc["counts"]["ok"] == 2 and doc["counts"]["skipped"] == 6, doc
+    # page.png and document.pdf were left; the 6 sources done before are skipped through their manifests
+    assert doc["done"] is True and doc["counts"]["ok"] == 2 and set(doc["counts"]) == {"ok", "skipped"}, doc
+    assert len(earlier) == 6 and all(m.stat().st_mtime_ns == t for m, t in earlier.items())
 
 
 def test_event_sizes_are_the_samples() -> None:

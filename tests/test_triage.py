@@ -1,0 +1,110 @@
+"""One triage: the same path gets the same status word and reason from the CLI, an S3 notification, an
+SQS message, a prefix batch, a Distributed Map batch and S3 Batch Operations."""
+
+from __future__ import annotations
+
+import io
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from conftest import json_lines, run_cli
+from lambda_support import BUCKET, EVENTS, FakeContext, configure, render, s3_key
+from test_handlers import put, s3_event
+
+from handlers import batch, lambda_function
+from handlers.observability import logger
+from pipelines.triage import EXCLUDED, NO_RULE, OUTPUT_OF_LAYOUT
+
+PATHS = {
+    "processed/thumbnails/thumb/in/a.jpg.jpg": OUTPUT_OF_LAYOUT,  # our own output
+    "processed/_manifests/in/a.jpg.json": OUTPUT_OF_LAYOUT,
+    "in/.drafts/b.jpg": EXCLUDED,  # a hidden folder
+    "in/notes.txt": NO_RULE,
+}
+
+
+def from_logs(buf: io.StringIO, rel: str) -> tuple[str, str]:
+    (line,) = [
+        x
+        for x in (json.loads(y) for y in buf.getvalue().splitlines() if y.startswith("{"))
+        if x.get("path") == rel
+    ]
+    return line["status"], line["reason"]
+
+
+def via_cli(ws: Path, rel: str, buf: io.StringIO) -> tuple[str, str]:
+    res = run_cli("run", "-w", str(ws), "--json", rel)
+    (r,) = json_lines(res.stdout)
+    return r["status"], r["reason"]
+
+
+def via_s3(ws: Path, rel: str, buf: io.StringIO) -> tuple[str, str]:
+    lambda_function.handler(s3_event(ws, (rel, "v1"), ("in/a.jpg", "v2")), FakeContext())
+    return from_logs(buf, rel)
+
+
+def via_sqs(ws: Path, rel: str, buf: io.StringIO) -> tuple[str, str]:
+    body = json.dumps(s3_event(ws, (rel, "v1"), ("in/a.jpg", "v2")))
+    msg = {
+        "messageId": "m1",
+        "receiptHandle": "r",
+        "body": body,
+        "attributes": {},
+        "messageAttributes": {},
+        "md5OfBody": "x",
+        "eventSource": "aws:sqs",
+        "eventSourceARN": "arn:aws:sqs:eu-west-1:123456789012:q",
+        "awsRegion": "eu-west-1",
+    }
+    assert lambda_function.handler({"Records": [msg]}, FakeContext()) == {"batchItemFailures": []}
+    return from_logs(buf, rel)
+
+
+def via_prefix(ws: Path, rel: str, buf: io.StringIO) -> tuple[str, str]:
+    res = lambda_function.handler({"prefix": rel}, FakeContext())
+    assert res["done"] and res["processed"] == 1, res
+    return from_logs(buf, rel)
+
+
+def via_distributed_map(ws: Path, rel: str, buf: io.StringIO) -> tuple[str, str]:
+    event = {
+        "Items": [{"Key": rel, "Size": (ws / rel).stat().st_size, "Etag": '"e"'}],
+        "BatchInput": {"bucket": BUCKET},
+    }
+    (item,) = lambda_function.handler(event, FakeContext())["results"]
+    return item["status"], item["reason"]
+
+
+def via_batch_operations(ws: Path, rel: str, buf: io.StringIO) -> tuple[str, str]:
+    ev = render(
+        EVENTS / "s3-batch-operations-v2.json", key=s3_key(rel), bucket=BUCKET, version="v", pipelines=""
+    )
+    (r,) = batch.handler(ev, FakeContext())["results"]
+    assert r["resultCode"] == "Succeeded"  # nothing to do is not a failure
+    status, _, reason = r["resultString"].partition(": ")
+    return status, reason
+
+
+CALLERS: dict[str, Callable[[Path, str, io.StringIO], tuple[str, str]]] = {
+    "cli": via_cli,
+    "s3": via_s3,
+    "sqs": via_sqs,
+    "prefix": via_prefix,
+    "distributed_map": via_distributed_map,
+    "batch_operations": via_batch_operations,
+}
+
+
+@pytest.mark.parametrize("caller", sorted(CALLERS))
+@pytest.mark.parametrize("rel", sorted(PATHS))
+def test_same_path_same_word_and_reason(
+    caller: str, rel: str, workspace: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    configure(monkeypatch, workspace)
+    buf = io.StringIO()
+    monkeypatch.setattr(logger.registered_handler, "stream", buf)
+    put(workspace, "in/a.jpg")
+    put(workspace, rel, data=b"x" * 10)
+    assert CALLERS[caller](workspace, rel, buf) == ("skipped", PATHS[rel])
