@@ -11,6 +11,8 @@ once.  Steps for a group:
 3. one :class:`pipelines._exec.ffmpeg.Encode`, run with progress and the job deadline;
 4. checks (every output has data; the source was not cut short), then the outputs made in Python:
    poster thumbnails (Pillow, as image thumbnails), the WebVTT storyboard, HLS playlists.
+
+On any failure this module just raises: the engine deletes the outputs.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ from config.settings import Settings
 from pipelines import avplan
 from pipelines._exec import ffmpeg as ff
 from pipelines._exec.probe import MediaInfo, probe, pyav_version
-from pipelines.spec import Job, Pipeline, check_deadline
+from pipelines.spec import Job, Pipeline
 
 log = logging.getLogger("media_worker.ffmpeg")
 MEDIA_TYPES = {
@@ -109,7 +111,7 @@ def run_group(job: Job, pipelines: Sequence[FfmpegPipeline]) -> None:
         raise BadInputError("empty file (0 bytes)")
     full_decode = TRANSCODE in makes or t.sprite
     src = _source_for_ffmpeg(job, full_decode)
-    check_deadline(job, "probing")
+    job.deadline.check("probing")
     # a poster-only job lets ffmpeg rotate and size the frame: no first-frame decode in the probe
     info = probe(src, allowed_demuxers=t.allowed_demuxers(), probe_bytes=t.probe_bytes, rotation=full_decode)
     avplan.check_limits(info, t)
@@ -152,12 +154,11 @@ def run_group(job: Job, pipelines: Sequence[FfmpegPipeline]) -> None:
         expected_seconds=expected,
         video_fps=_output_fps(info, enc),
         on_progress=progress,
-        cleanup=enc.output_files(),
     )
     ff.require_outputs(enc.output_files(), result.stderr_tail)
     if enc.seek is None and not t.allow_partial:
         _check_complete(info, enc, result)
-    check_deadline(job, "writing posters and playlists")
+    job.deadline.check("writing posters and playlists")
     _finish(job, info, enc, post, tool, result)
     for name in names:
         job.report_progress(name, 1.0, "done")
@@ -278,7 +279,6 @@ def _check_complete(info: MediaInfo, enc: ff.Encode, result: ff.RunResult) -> No
     if expected is None or not (enc.videos or enc.audios):  # image outputs alone: fewer tiles is fine
         return
     if result.seconds_done < expected - max(PARTIAL_SLACK_SECONDS, PARTIAL_SLACK_FRACTION * expected):
-        ff.remove_files(enc.output_files())
         raise BadInputError(
             f"source is truncated or damaged: decoded {result.seconds_done:.2f} s of the "
             f"{expected:.2f} s it declares (set transcode.allow_partial to accept such files)",
@@ -301,12 +301,7 @@ def _finish(
         remux = [item for _, _, item in post.hls]
         segments = [item.segments for item in remux]
         t = settings.transcode
-        ff.run(
-            ff.hls_args(remux, tool),
-            deadline=job.deadline,
-            margin=t.deadline_margin_seconds,
-            cleanup=segments,
-        )
+        ff.run(ff.hls_args(remux, tool), deadline=job.deadline, margin=t.deadline_margin_seconds)
         ff.require_outputs(segments + [item.playlist for item in remux], "")
         for size, codecs, item in post.hls:
             playlist = item.playlist

@@ -13,14 +13,13 @@ each output once, at its final path, through :class:`Job`.
 
 from __future__ import annotations
 
-import time
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any, ClassVar, Protocol
 
-from config.errors import JobTimeoutError
+from config.deadline import Deadline
 from config.settings import Settings
 
 
@@ -67,7 +66,7 @@ class Job(Protocol):
 
     source: SourceInfo
     settings: Settings
-    deadline: float | None  # time.monotonic() value; None = no limit
+    deadline: Deadline  # the job's one time budget: ``deadline.check(what)`` between steps
 
     @property
     def scratch_dir(self) -> Path:
@@ -94,7 +93,8 @@ class Job(Protocol):
         ...
 
     def output_path(self, pipeline: str, variant: str, *, ext: str | None = None) -> Path:
-        """Final path for a tool that writes a planned output itself; recorded for the manifest."""
+        """Final path for a tool that writes a planned output itself; recorded for the manifest.
+        The engine deletes it if the job fails: a pipeline never deletes workspace files."""
         ...
 
 
@@ -146,9 +146,3 @@ class Pipeline(ABC):
         self.run(job)
         for p in partners:
             p.run(job)
-
-
-def check_deadline(job: Job, what: str) -> None:
-    """Raise JobTimeoutError when the job's deadline has passed."""
-    if job.deadline is not None and time.monotonic() >= job.deadline:
-        raise JobTimeoutError(f"deadline reached before {what}")
