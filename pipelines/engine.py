@@ -24,6 +24,7 @@ from typing import Any, Literal
 
 from config.deadline import Deadline
 from config.errors import BadInputError, ConfigError, JobTimeoutError, MediaWorkerError, RetryableError
+from config.layout import relative_url
 from config.rules import select_pipelines
 from config.settings import Settings
 from pipelines import manifest
@@ -147,6 +148,12 @@ class _Job:
         path = self.ws.resolve_output(rel)
         self.tool_written.append((pipeline, planned, rel))
         return path
+
+    def output_relpath(self, pipeline: str, variant: str, *, ext: str | None = None) -> str:
+        return self._target(pipeline, variant, ext)[0]
+
+    def output_url(self, pipeline: str, variant: str, *, ext: str | None = None, referrer: str) -> str:
+        return relative_url(self.output_relpath(pipeline, variant, ext=ext), referrer)
 
     def finish_tool_outputs(self) -> None:
         """Hash and record outputs that tools wrote themselves; forget the ones they did not write."""

@@ -97,6 +97,15 @@ class Job(Protocol):
         The engine deletes it if the job fails: a pipeline never deletes workspace files."""
         ...
 
+    def output_relpath(self, pipeline: str, variant: str, *, ext: str | None = None) -> str:
+        """Workspace-relative path of a planned output (as the manifest lists it); nothing is recorded."""
+        ...
+
+    def output_url(self, pipeline: str, variant: str, *, ext: str | None = None, referrer: str) -> str:
+        """URL of a planned output relative to the output at ``referrer`` (a relpath from
+        :meth:`output_relpath`), for links between outputs: playlists, a storyboard's sprite."""
+        ...
+
 
 class Pipeline(ABC):
     """Base class for pipelines.  The engine calls, per source, in this order:
