@@ -79,6 +79,15 @@ class ToolFailedError(MediaWorkerError):
     kind = "tool"
 
 
+class ToolTimeoutError(ToolFailedError):
+    """An external tool ran past a configured per-call limit (retrying gives the same result).
+
+    Not the job's deadline: that is :class:`JobTimeoutError`, which is retryable.
+    """
+
+    kind = "tool_timeout"
+
+
 class RetryableError(MediaWorkerError):
     """Transient: the source is not visible yet, changed while being read, or similar."""
 

@@ -20,6 +20,7 @@ Empty path segments (``{dir}`` at the root) are dropped.  Rendered paths must fi
 
 from __future__ import annotations
 
+import posixpath
 import re
 import string
 from collections.abc import Iterable, Iterator, Mapping
@@ -210,3 +211,11 @@ def example_path(pattern: str) -> str:
     p = re.sub(r"\[!?([^\]])[^\]]*\]", r"\1", p)  # [abc] -> a
     p = p.replace("*", "sample").replace("?", "s")
     return p if "/" in pattern else p.rsplit("/", 1)[-1]
+
+
+def relative_url(target_rel: str, from_rel: str) -> str:
+    """URL of workspace path ``target_rel`` relative to the file ``from_rel`` (both relative paths)."""
+    from urllib.parse import quote
+
+    rel = posixpath.relpath(target_rel, posixpath.dirname(from_rel) or ".")
+    return "/".join(quote(part, safe="!$&'()*+,;=:@-._~") for part in rel.split("/"))

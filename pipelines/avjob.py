@@ -11,6 +11,9 @@ once.  Steps for a group:
 3. one :class:`pipelines._exec.ffmpeg.Encode`, run with progress and the job deadline;
 4. checks (every output has data; the source was not cut short), then the outputs made in Python:
    poster thumbnails (Pillow, as image thumbnails), the WebVTT storyboard, HLS playlists.
+
+Outputs are named through the job (``output_path``, ``output_relpath``, ``output_url``), never by
+rendering the layout here; on any failure this module just raises and the engine deletes them.
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ from config.settings import Settings
 from pipelines import avplan
 from pipelines._exec import ffmpeg as ff
 from pipelines._exec.probe import MediaInfo, probe, pyav_version
-from pipelines.spec import Job, Pipeline, check_deadline
+from pipelines.spec import Job, Pipeline
 
 log = get_logger(__name__)
 MEDIA_TYPES = {
@@ -133,7 +136,7 @@ def run_group(job: Job, pipelines: Sequence[FfmpegPipeline]) -> None:
         raise BadInputError("empty file (0 bytes)")
     full_decode = TRANSCODE in makes or t.sprite
     src = _source_for_ffmpeg(job, full_decode)
-    check_deadline(job, "probing")
+    job.deadline.check("probing")
     # a poster-only job lets ffmpeg rotate and size the frame: no first-frame decode in the probe
     info = probe(src, allowed_demuxers=t.allowed_demuxers(), probe_bytes=t.probe_bytes, rotation=full_decode)
     avplan.check_limits(info, t)
@@ -176,12 +179,11 @@ def run_group(job: Job, pipelines: Sequence[FfmpegPipeline]) -> None:
         expected_seconds=expected,
         video_fps=_output_fps(info, enc),
         on_progress=progress,
-        cleanup=enc.output_files(),
     )
     ff.require_outputs(enc.output_files(), result.stderr_tail)
     if enc.seek is None and not t.allow_partial:
         _check_complete(info, enc, result)
-    check_deadline(job, "writing posters and playlists")
+    job.deadline.check("writing posters and playlists")
     _finish(job, info, enc, post, tool, result)
     for name in names:
         job.report_progress(name, 1.0, "done")
@@ -206,7 +208,6 @@ def _plan_transcode(job: Job, info: MediaInfo, enc: ff.Encode, post: _Post) -> N
         fps = min(v.fps or 30.0, t.max_fps)
         if v.fps and v.fps > t.max_fps + 0.01:
             enc.fps_cap = t.max_fps
-        hls_names = _hls_guard(job) if t.hls else False
         for size in avplan.ladder(v, t.ladder):
             level = avplan.h264_level(size.width, size.height, fps)
             common: dict[str, Any] = dict(
@@ -222,7 +223,8 @@ def _plan_transcode(job: Job, info: MediaInfo, enc: ff.Encode, post: _Post) -> N
             )
             mp4 = job.output_path(TRANSCODE, size.rung.name, ext="mp4")
             enc.videos.append(ff.VideoOut(path=mp4, **common))
-            if hls_names:  # remuxed from the MP4 afterwards: no second encode
+            if t.hls:  # remuxed from the MP4 afterwards: no second encode
+                _hls_guard(job, f"hls-{size.rung.name}")
                 playlist = job.scratch_dir / f"hls-{size.rung.name}.m3u8"
                 seg = job.output_path(TRANSCODE, f"hls-{size.rung.name}", ext="m4s")
                 codecs = avplan.codecs_string(t.profile, level, a is not None)
@@ -238,12 +240,10 @@ def _plan_transcode(job: Job, info: MediaInfo, enc: ff.Encode, post: _Post) -> N
             enc.audios.append(ff.AudioOut("aac", "mp4", t.aac_kbps, path, loudnorm_lufs=t.loudnorm_lufs))
 
 
-def _hls_guard(job: Job) -> bool:
+def _hls_guard(job: Job, variant: str) -> None:
     """ffmpeg's HLS muxer expands '%v' in file names; such a name cannot be written as planned."""
-    rel = job.settings.layout.output_path(job.source.relpath, TRANSCODE, "hls-x", "m4s")
-    if "%v" in rel:
+    if "%v" in job.output_relpath(TRANSCODE, variant, ext="m4s"):
         raise BadInputError("HLS output is not possible for a file name containing '%v'")
-    return True
 
 
 def _plan_thumbnails(job: Job, info: MediaInfo, enc: ff.Encode, post: _Post, *, seek: bool) -> None:
@@ -302,7 +302,6 @@ def _check_complete(info: MediaInfo, enc: ff.Encode, result: ff.RunResult) -> No
     if expected is None or not (enc.videos or enc.audios):  # image outputs alone: fewer tiles is fine
         return
     if result.seconds_done < expected - max(PARTIAL_SLACK_SECONDS, PARTIAL_SLACK_FRACTION * expected):
-        ff.remove_files(enc.output_files())
         raise BadInputError(
             f"source is truncated or damaged: decoded {result.seconds_done:.2f} s of the "
             f"{expected:.2f} s it declares (set transcode.allow_partial to accept such files)",
@@ -314,36 +313,29 @@ def _finish(
     job: Job, info: MediaInfo, enc: ff.Encode, post: _Post, tool: ff.Ffmpeg, result: ff.RunResult
 ) -> None:
     settings = job.settings
-    layout, src = settings.layout, job.source.relpath
     if post.poster is not None:
         _write_posters(job, enc, post.poster, tool)
     if post.sprite is not None and enc.sprite is not None:
         _write_storyboard(job, info, enc.sprite, post.sprite, result)
     if post.hls:
         entries = []
-        master_rel = layout.output_path(src, TRANSCODE, "hls", "m3u8")
+        master_rel = job.output_relpath(TRANSCODE, "hls", ext="m3u8")
         remux = [item for _, _, item in post.hls]
         segments = [item.segments for item in remux]
         t = settings.transcode
-        ff.run(
-            ff.hls_args(remux, tool),
-            deadline=job.deadline,
-            margin=t.deadline_margin_seconds,
-            cleanup=segments,
-        )
+        ff.run(ff.hls_args(remux, tool), deadline=job.deadline, margin=t.deadline_margin_seconds)
         ff.require_outputs(segments + [item.playlist for item in remux], "")
         for size, codecs, item in post.hls:
             playlist = item.playlist
             variant = f"hls-{size.rung.name}"
-            media_rel = layout.output_path(src, TRANSCODE, variant, "m3u8")
-            seg_url = avplan.relative_url(layout.output_path(src, TRANSCODE, variant, "m4s"), media_rel)
+            media_rel = job.output_relpath(TRANSCODE, variant, ext="m3u8")
+            seg_url = job.output_url(TRANSCODE, variant, ext="m4s", referrer=media_rel)
             text, peak, _ = avplan.rewrite_media_playlist(playlist.read_text(), seg_url)
             job.write_output(
                 TRANSCODE, variant, text.encode(), ext="m3u8", width=size.width, height=size.height
             )
-            entries.append(
-                (avplan.relative_url(media_rel, master_rel), peak, size.width, size.height, codecs)
-            )
+            media_url = job.output_url(TRANSCODE, variant, ext="m3u8", referrer=master_rel)
+            entries.append((media_url, peak, size.width, size.height, codecs))
         job.write_output(TRANSCODE, "hls", avplan.master_playlist(entries).encode(), ext="m3u8")
 
 
@@ -355,7 +347,6 @@ def _write_storyboard(
 
     from pipelines.imaging import encode
 
-    layout, src = job.settings.layout, job.source.relpath
     files = sorted(sprite.folder.glob("tile*.bmp"))[: geo.tiles]
     if not files:
         raise BadInputError("no video frame could be decoded for the storyboard")
@@ -372,9 +363,9 @@ def _write_storyboard(
     duration = _limited(info.duration, job.settings.transcode.max_output_seconds)
     if duration is None:  # the container does not say: the last tile's interval ends the map
         duration = n * geo.interval
-    sprite_rel = layout.output_path(src, THUMBS, "sprite", "jpg")
-    vtt_rel = layout.output_path(src, THUMBS, "storyboard", "vtt")
-    text = avplan.storyboard_vtt(geo, duration, avplan.relative_url(sprite_rel, vtt_rel))
+    vtt_rel = job.output_relpath(THUMBS, "storyboard", ext="vtt")
+    sprite_url = job.output_url(THUMBS, "sprite", ext="jpg", referrer=vtt_rel)
+    text = avplan.storyboard_vtt(geo, duration, sprite_url)
     job.write_output(THUMBS, "storyboard", text.encode(), ext="vtt", interval=geo.interval, tiles=n)
 
 

@@ -4,7 +4,6 @@ per-source limits, and the text outputs (WebVTT storyboard, HLS playlists).  No 
 from __future__ import annotations
 
 import math
-import posixpath
 import re
 from dataclasses import dataclass
 
@@ -147,18 +146,6 @@ def storyboard_vtt(geo: SpriteGeometry, duration: float, sprite_url: str) -> str
             "",
         ]
     return "\n".join(lines)
-
-
-def relative_url(target_rel: str, from_rel: str) -> str:
-    """URL of workspace path ``target_rel`` relative to the file ``from_rel`` (both relative paths)."""
-    rel = posixpath.relpath(target_rel, posixpath.dirname(from_rel) or ".")
-    return "/".join(_quote(part) for part in rel.split("/"))
-
-
-def _quote(part: str) -> str:
-    from urllib.parse import quote
-
-    return quote(part, safe="!$&'()*+,;=:@-._~")
 
 
 _URI_ATTR = re.compile(r'URI="[^"]*"')

@@ -2,8 +2,9 @@
 
 For each source: choose pipelines (rules or an explicit list), skip it if its manifest says it is
 already done for this config (without opening it), plan and validate every output path, run the
-pipelines, and write the manifest last.  If anything fails, the outputs written so far are deleted
-and no manifest is written.  The engine raises nothing for a per-file problem: it returns a
+pipelines, and write the manifest last.  If anything fails, the outputs written so far (by the
+worker or by a tool through :meth:`Job.output_path`) are deleted here, and only here, and no manifest
+is written.  The engine raises nothing for a per-file problem: it returns a
 :class:`SourceResult`, so a batch goes on.
 """
 
@@ -20,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from config.deadline import Deadline
 from config.errors import (
     BadInputError,
     ConfigError,
@@ -28,6 +30,7 @@ from config.errors import (
     MissingDependencyError,
     RetryableError,
 )
+from config.layout import relative_url
 from config.logs import get_logger
 from config.rules import Rule, select_pipelines
 from config.settings import Settings
@@ -92,7 +95,7 @@ class _Job:
     ws: Workspace
     source: SourceInfo
     settings: Settings
-    deadline: float | None
+    deadline: Deadline
     planned: dict[tuple[str, str, str], tuple[str, PlannedOutput]]
     written: list[OutputRecord] = field(default_factory=list)
     tool_written: list[tuple[str, PlannedOutput, str]] = field(
@@ -154,6 +157,12 @@ class _Job:
         self.tool_written.append((pipeline, planned, rel))
         return path
 
+    def output_relpath(self, pipeline: str, variant: str, *, ext: str | None = None) -> str:
+        return self._target(pipeline, variant, ext)[0]
+
+    def output_url(self, pipeline: str, variant: str, *, ext: str | None = None, referrer: str) -> str:
+        return relative_url(self.output_relpath(pipeline, variant, ext=ext), referrer)
+
     def finish_tool_outputs(self) -> None:
         """Hash and record outputs that tools wrote themselves; forget the ones they did not write."""
         for pipeline, planned, rel in self.tool_written:
@@ -164,6 +173,8 @@ class _Job:
         self.tool_written.clear()
 
     def cleanup(self, *, delete_outputs: bool) -> None:
+        """End the job: remove its scratch folder and, if it failed, every output it wrote or handed
+        to a tool (whatever the tool managed to write before it failed or was stopped)."""
         if delete_outputs:
             removed = self.ws.remove([o.path for o in self.written] + [t[2] for t in self.tool_written])
             if removed:
@@ -274,20 +285,21 @@ class Engine:
         *,
         pipelines: Sequence[str] | None = None,
         meta: SourceMeta | None = None,
-        deadline: float | None = None,
+        deadline: float | Deadline | None = None,
         progress: ProgressCallback | None = None,
     ) -> SourceResult:
         """Process one source; never raises for a per-file problem.
 
         ``meta`` comes from an S3 event: the source must then match its size (waiting up to
         ``sync.visibility_wait_seconds`` for S3 Files to import it), or the result is retryable.
-        ``deadline`` is a ``time.monotonic()`` value; past it the job stops with status "timeout".
+        ``deadline`` is a :class:`Deadline` or a ``time.monotonic()`` value (None: no limit); past it the
+        job stops with status "timeout".
         """
         t0 = time.monotonic()
         result = SourceResult(source=relpath, status="failed")
         started: list[_Job] = []  # the job, once created, so a failure can clean it up
         try:
-            self._process(relpath, pipelines, meta, deadline, result, started, progress)
+            self._process(relpath, pipelines, meta, Deadline.of(deadline), result, started, progress)
         except MediaWorkerError as exc:
             result.status = "timeout" if isinstance(exc, JobTimeoutError) else "failed"
             result.error, result.error_kind, result.retryable = str(exc), exc.kind, exc.retryable
@@ -308,7 +320,7 @@ class Engine:
         relpath: str,
         names: Sequence[str] | None,
         meta: SourceMeta | None,
-        deadline: float | None,
+        deadline: Deadline,
         result: SourceResult,
         started: list[_Job],
         progress: ProgressCallback | None,
@@ -356,8 +368,7 @@ class Engine:
         timings: dict[str, float] = {}
         for lead, partners in group_pipelines(accepted):
             t = time.monotonic()
-            if deadline is not None and t >= deadline:
-                raise JobTimeoutError(f"deadline reached before {lead.name}")
+            deadline.check(lead.name)
             if partners:
                 lead.run_with(job, partners)
             else:
@@ -382,9 +393,7 @@ class Engine:
         if reasons:
             result.reason = "; ".join(reasons)
 
-    def _wait_until_visible(
-        self, rel: str, meta: SourceMeta | None, deadline: float | None
-    ) -> os.stat_result:
+    def _wait_until_visible(self, rel: str, meta: SourceMeta | None, deadline: Deadline) -> os.stat_result:
         """stat() the source; for event-driven jobs wait briefly for S3 Files to show the event's version.
 
         An upload event can arrive before the object is visible on the mount (S3 Files imports
@@ -393,9 +402,7 @@ class Engine:
         """
         if meta is None:
             return self.ws.stat_source(rel)
-        limit = time.monotonic() + self.settings.sync.visibility_wait_seconds
-        if deadline is not None:
-            limit = min(limit, deadline)
+        limit = time.monotonic() + min(self.settings.sync.visibility_wait_seconds, deadline.remaining())
         while True:
             try:
                 st = self.ws.stat_source(rel)

@@ -24,7 +24,7 @@ from config.errors import BadInputError, MediaWorkerError
 from config.logs import get_logger
 from config.ocr import OUTPUTS
 from config.settings import Settings
-from pipelines.spec import Job, Pipeline, PlannedOutput, SourceInfo, check_deadline
+from pipelines.spec import Job, Pipeline, PlannedOutput, SourceInfo
 
 IMAGE_INPUTS = {
     "png": "image/png",
@@ -140,9 +140,9 @@ class OcrPipeline(Pipeline):
 
     def run(self, job: Job) -> None:
         data = job.read_source()
-        check_deadline(job, "OCR")
+        job.deadline.check("OCR")
         pages = _run_pdf(job, data) if job.source.suffix in PDF_SUFFIXES else _run_image(job, data)
-        check_deadline(job, "writing OCR outputs")
+        job.deadline.check("writing OCR outputs")
         self._write(job, pages, data)
 
     def _write(self, job: Job, pages: list[PageOut], data: bytes) -> None:
@@ -273,7 +273,7 @@ def _run_pdf(job: Job, data: bytes) -> list[PageOut]:
 
         def pages_needing_ocr() -> Iterator[PageImage]:
             for i in range(n):
-                check_deadline(job, f"page {i + 1}")
+                job.deadline.check(f"page {i + 1}")
                 layer = None if s.force_ocr else _text_layer_or_none(doc, i)
                 if layer is not None and has_usable_text(layer, s.text_layer_min_chars):
                     out[i] = PageOut(
@@ -325,7 +325,7 @@ def _run_image(job: Job, data: bytes) -> list[PageOut]:
 
     def pages() -> Iterator[PageImage]:
         for page in frames:
-            check_deadline(job, f"page {page.index + 1}")
+            job.deadline.check(f"page {page.index + 1}")
             yield page
 
     def record(page: OcrPage) -> None:

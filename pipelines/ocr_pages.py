@@ -4,13 +4,12 @@ Pages come from an iterator that decodes or renders them one at a time (in the c
 and pdfplumber are not thread-safe); at most ``workers`` pages are in flight, so the scratch folder
 holds only those pages' images, never the whole document.  Each page is written to the scratch
 folder, OCR'd once (text, words and, if asked, a one-page searchable PDF from the same pass) and
-deleted.  Orientation: see :func:`_ocr_one`.
+deleted.  Orientation: see :func:`_ocr_page`.
 """
 
 from __future__ import annotations
 
 import io
-import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
@@ -18,7 +17,7 @@ from pathlib import Path
 
 from PIL import Image
 
-from config.errors import JobTimeoutError
+from config.deadline import NO_DEADLINE, Deadline
 from config.ocr import OcrSettings
 from pipelines._exec import tesseract
 from pipelines._exec.tesseract import Orientation, PageResult
@@ -58,21 +57,11 @@ class OcrRun:
     settings: OcrSettings
     scratch: Path
     want_pdf: bool
-    deadline: float | None
+    deadline: Deadline = NO_DEADLINE
 
     @property
     def env(self) -> dict[str, str]:
         return tesseract.build_env(omp_thread_limit=self.settings.omp_thread_limit, tmpdir=self.scratch)
-
-    def timeout(self, what: str) -> float:
-        """Per-call timeout: the per-page limit, or less when the job's deadline is nearer."""
-        limit = self.settings.page_timeout_seconds
-        if self.deadline is not None:
-            left = self.deadline - time.monotonic()
-            if left <= 0:
-                raise JobTimeoutError(f"deadline reached before OCR of {what}")
-            limit = min(limit, left)
-        return limit
 
 
 def ocr_pages(
@@ -99,7 +88,7 @@ def ocr_pages(
             while len(pending) >= max(1, workers):
                 done, pending = wait(pending, return_when=FIRST_COMPLETED)
                 collect(done)
-            pending.add(pool.submit(_ocr_one, page, run))
+            pending.add(pool.submit(_ocr_page, page, run))
             del page  # the pool holds the only reference now
         while pending:
             done, pending = wait(pending, return_when=FIRST_COMPLETED)
@@ -151,7 +140,20 @@ def _ocr_file(run: OcrRun, path: Path, dpi: int | None, what: str) -> PageResult
         dpi=dpi,
         psm=s.psm,
         want_pdf=run.want_pdf,
-        timeout=run.timeout(what),
+        timeout=s.page_timeout_seconds,
+        deadline=run.deadline,
+        env=run.env,
+        tessdata_dir=s.tessdata_dir,
+        what=what,
+    )
+
+
+def _orientation(run: OcrRun, path: Path, what: str) -> Orientation | None:
+    s = run.settings
+    return tesseract.detect_orientation(
+        path,
+        timeout=s.page_timeout_seconds,
+        deadline=run.deadline,
         env=run.env,
         tessdata_dir=s.tessdata_dir,
         what=what,
@@ -167,21 +169,12 @@ def looks_wrong(result: PageResult) -> bool:
     return tall * 2 > len(long_words) or result.mean_conf < AUTO_OSD_BELOW_CONF
 
 
-def _ocr_one(page: PageImage, run: OcrRun) -> OcrPage:
-    """OCR one page; a tesseract cut short by the job's deadline (not the per-page limit) is a job timeout."""
-    try:
-        return _ocr_page(page, run)
-    except tesseract.PageTimeoutError:
-        if run.deadline is not None and time.monotonic() >= run.deadline - 0.1:
-            raise JobTimeoutError(f"deadline reached during OCR of page {page.index + 1}") from None
-        raise
-
-
 def _ocr_page(page: PageImage, run: OcrRun) -> OcrPage:
     """OCR one page; orientation per settings.
 
     'always': OSD first, rotate, then OCR.  'auto': OCR; if the result looks sideways or reads badly,
     OSD; if OSD says rotate (with enough confidence), OCR the rotated page and keep the better reading.
+    The per-page limit fails the page (PageTimeoutError); the job's deadline times the job out.
     """
     s = run.settings
     what = f"page {page.index + 1}"
@@ -192,17 +185,13 @@ def _ocr_page(page: PageImage, run: OcrRun) -> OcrPage:
         osd: Orientation | None = None
         rotated = 0
         if s.orientation == "always":
-            osd = tesseract.detect_orientation(
-                path, timeout=run.timeout(what), env=run.env, tessdata_dir=s.tessdata_dir, what=what
-            )
+            osd = _orientation(run, path, what)
             if osd is not None and osd.rotate and osd.confidence >= s.osd_min_confidence:
                 image, rotated = image.transpose(_CLOCKWISE[osd.rotate]), osd.rotate
                 _save(image, path, page.dpi)
         result = _ocr_file(run, path, page.dpi, what)
         if s.orientation == "auto" and looks_wrong(result):
-            osd = tesseract.detect_orientation(
-                path, timeout=run.timeout(what), env=run.env, tessdata_dir=s.tessdata_dir, what=what
-            )
+            osd = _orientation(run, path, what)
             if osd is not None and osd.rotate and osd.confidence >= s.osd_min_confidence:
                 turned = image.transpose(_CLOCKWISE[osd.rotate])
                 _save(turned, path, page.dpi)

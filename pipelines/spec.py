@@ -13,7 +13,6 @@ each output once, at its final path, through :class:`Job`.
 
 from __future__ import annotations
 
-import time
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -22,7 +21,7 @@ from typing import Any, ClassVar, Protocol
 
 from pydantic import BaseModel
 
-from config.errors import JobTimeoutError
+from config.deadline import Deadline
 from config.settings import Settings
 
 
@@ -69,7 +68,7 @@ class Job(Protocol):
 
     source: SourceInfo
     settings: Settings
-    deadline: float | None  # time.monotonic() value; None = no limit
+    deadline: Deadline  # the job's one time budget: ``deadline.check(what)`` between steps
 
     @property
     def scratch_dir(self) -> Path:
@@ -96,7 +95,17 @@ class Job(Protocol):
         ...
 
     def output_path(self, pipeline: str, variant: str, *, ext: str | None = None) -> Path:
-        """Final path for a tool that writes a planned output itself; recorded for the manifest."""
+        """Final path for a tool that writes a planned output itself; recorded for the manifest.
+        The engine deletes it if the job fails: a pipeline never deletes workspace files."""
+        ...
+
+    def output_relpath(self, pipeline: str, variant: str, *, ext: str | None = None) -> str:
+        """Workspace-relative path of a planned output (as the manifest lists it); nothing is recorded."""
+        ...
+
+    def output_url(self, pipeline: str, variant: str, *, ext: str | None = None, referrer: str) -> str:
+        """URL of a planned output relative to the output at ``referrer`` (a relpath from
+        :meth:`output_relpath`), for links between outputs: playlists, a storyboard's sprite."""
         ...
 
 
@@ -168,9 +177,3 @@ class Pipeline(ABC):
         self.run(job)
         for p in partners:
             p.run(job)
-
-
-def check_deadline(job: Job, what: str) -> None:
-    """Raise JobTimeoutError when the job's deadline has passed."""
-    if job.deadline is not None and time.monotonic() >= job.deadline:
-        raise JobTimeoutError(f"deadline reached before {what}")

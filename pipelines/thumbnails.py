@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 from config.settings import Settings
-from pipelines.spec import Job, Pipeline, PlannedOutput, SourceInfo, check_deadline
+from pipelines.spec import Job, Pipeline, PlannedOutput, SourceInfo
 
 MEDIA_TYPES = {"jpeg": ("jpg", "image/jpeg"), "webp": ("webp", "image/webp"), "png": ("png", "image/png")}
 IMAGE_INPUTS = {
@@ -63,12 +63,12 @@ class ThumbnailPipeline(Pipeline):
 
     def run(self, job: Job) -> None:
         data = job.read_source()
-        check_deadline(job, "decoding")
+        job.deadline.check("decoding")
         if job.source.suffix in DOCUMENT_SUFFIXES:
             rendered = _pdf_thumbnails(job, data)
         else:
             rendered = render_image(data, job.settings)
-        check_deadline(job, "writing thumbnails")
+        job.deadline.check("writing thumbnails")
         for (size, fmt), (blob, (w, h)) in rendered.items():
             job.write_output(self.name, size, blob, ext=MEDIA_TYPES[fmt][0], width=w, height=h)
 

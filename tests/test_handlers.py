@@ -551,10 +551,10 @@ def test_sqs_records_past_the_deadline_fail_retryably(
 
 def until_deadline_pipeline() -> Any:
     """A test pipeline: one small text output; for sources named 'slow*' it writes part of it, waits for
-    the job's deadline and stops there, as a long transcode would (check_deadline raises JobTimeoutError)."""
+    the job's deadline and stops there, as a long transcode would (deadline.check raises JobTimeoutError)."""
     import time
 
-    from pipelines.spec import Pipeline, PlannedOutput, check_deadline
+    from pipelines.spec import Pipeline, PlannedOutput
 
     class UntilDeadline(Pipeline):
         name = "until_deadline"
@@ -563,10 +563,10 @@ def until_deadline_pipeline() -> Any:
             return [PlannedOutput("size", "txt", "text/plain")]
 
         def run(self, job: Any) -> None:
-            if Path(job.source.relpath).name.startswith("slow") and job.deadline - time.monotonic() < 30:
+            if Path(job.source.relpath).name.startswith("slow") and job.deadline.remaining() < 30:
                 job.write_output(self.name, "size", b"partial")
-                time.sleep(max(0.0, job.deadline - time.monotonic()) + 0.05)
-                check_deadline(job, "finishing")
+                time.sleep(job.deadline.remaining() + 0.05)
+                job.deadline.check("finishing")
             job.write_output(self.name, "size", str(len(job.read_source())).encode())
 
     return UntilDeadline()

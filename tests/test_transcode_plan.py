@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from config.errors import ConfigError
+from config.layout import relative_url
 from config.settings import load_settings
 from config.transcode import Rung, TranscodeSettings
 from pipelines import avplan
@@ -75,7 +76,7 @@ def test_storyboard_vtt_maps_every_interval_to_its_tile() -> None:
 
 
 def test_relative_urls_and_playlist_rewrite() -> None:
-    assert avplan.relative_url("p/t/hls-720p/in/a b.mp4.m3u8", "p/t/hls/in/a b.mp4.m3u8") == (
+    assert relative_url("p/t/hls-720p/in/a b.mp4.m3u8", "p/t/hls/in/a b.mp4.m3u8") == (
         "../../hls-720p/in/a%20b.mp4.m3u8"
     )
     media = (

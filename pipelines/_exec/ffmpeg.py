@@ -14,28 +14,29 @@ cannot make ffmpeg read another file or the network, and a name starting with ``
 
 from __future__ import annotations
 
-import collections
 import contextlib
 import functools
 import os
 import re
-import shutil
-import subprocess
-import threading
-import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from config.errors import BadInputError, JobTimeoutError, MissingDependencyError, ToolFailedError
+from config.deadline import NO_DEADLINE, Deadline
+from config.errors import BadInputError, JobTimeoutError, MissingDependencyError
 from config.logs import get_logger
+from pipelines._exec import runner
 
 log = get_logger(__name__)
 MIB = 1 << 20
 REQUIRED_ENCODERS = ("libx264", "aac", "libopus", "libmp3lame", "mjpeg", "bmp")
 _VERSION = re.compile(r"ffmpeg version (\S+)")
-_STDERR_LINES = 40
+PROGRAM = runner.Program(
+    "ffmpeg",
+    "install the Python package imageio-ffmpeg (it ships a static ffmpeg) or put an ffmpeg >= 6 on PATH",
+)
+_PROBE_SECONDS = 30.0
 FFMPEG_PROBESIZE = 500_000
 # ffmpeg messages that mean the input, not ffmpeg, is at fault
 _BAD_INPUT = re.compile(
@@ -57,30 +58,26 @@ class Ffmpeg:
     origin: str  # "config", "PATH" or "imageio-ffmpeg"
 
 
+def _probe(path: str, *args: str) -> str:
+    """stdout of a short ffmpeg query (exit status ignored: the caller checks what it printed)."""
+    return runner.run(
+        [path, "-hide_banner", *args], program=PROGRAM, timeout=_PROBE_SECONDS, check=False
+    ).stdout
+
+
 def _version(path: str) -> str:
-    try:
-        out = subprocess.run(
-            [path, "-hide_banner", "-version"], capture_output=True, text=True, timeout=30, check=False
-        ).stdout
-    except (OSError, subprocess.SubprocessError) as exc:
-        raise MissingDependencyError(f"ffmpeg at {path} cannot be run: {exc}") from None
-    m = _VERSION.search(out)
+    m = _VERSION.search(_probe(path, "-version"))
     if not m:
         raise MissingDependencyError(f"{path} does not look like ffmpeg (no version line)")
     return m.group(1)
 
 
 def _has_pkt_size(path: str) -> bool:
-    out = subprocess.run(
-        [path, "-hide_banner", "-h", "protocol=file"], capture_output=True, text=True, timeout=30, check=False
-    ).stdout
-    return "pkt_size" in out
+    return "pkt_size" in _probe(path, "-h", "protocol=file")
 
 
 def _missing_encoders(path: str) -> list[str]:
-    out = subprocess.run(
-        [path, "-hide_banner", "-encoders"], capture_output=True, text=True, timeout=30, check=False
-    ).stdout
+    out = _probe(path, "-encoders")
     have = {line.split()[1] for line in out.splitlines() if len(line.split()) > 1 and line.startswith(" ")}
     return [e for e in REQUIRED_ENCODERS if e not in have]
 
@@ -109,22 +106,19 @@ def locate(configured: str | None = None) -> Ffmpeg:
     """Find and check ffmpeg once per process (configured, PATH, imageio-ffmpeg)."""
     candidates: list[tuple[str, str]] = []
     if configured:
-        found = shutil.which(configured)
+        found = runner.which(configured)
         if not found:
             raise MissingDependencyError(
                 f"transcode.ffmpeg_binary {configured!r} not found or not executable"
             )
         candidates.append((found, "config"))
     else:
-        if on_path := shutil.which("ffmpeg"):
+        if on_path := runner.which("ffmpeg"):
             candidates.append((on_path, "PATH"))
         if bundled := _imageio_ffmpeg():
             candidates.append((bundled, "imageio-ffmpeg"))
     if not candidates:
-        raise MissingDependencyError(
-            "ffmpeg not found: install the Python package imageio-ffmpeg (it ships a static ffmpeg) "
-            "or put an ffmpeg >= 6 on PATH"
-        )
+        raise PROGRAM.missing("not found")
     for path, origin in candidates:
         version = _version(path)
         if not _has_pkt_size(path):
@@ -229,9 +223,8 @@ class Encode:
     sprite: SpriteOut | None = None
 
     def output_files(self) -> list[Path]:
-        """Every file ffmpeg writes (to delete if it fails)."""
-        files = [v.path for v in self.videos] + [a.path for a in self.audios]
-        return files
+        """Every workspace file ffmpeg writes (checked for data afterwards; the engine owns them)."""
+        return [v.path for v in self.videos] + [a.path for a in self.audios]
 
 
 def _url(path: Path) -> str:
@@ -443,132 +436,57 @@ class RunResult:
     wall_seconds: float
 
 
-def _last_error(tail: str) -> str:
-    lines = [ln.strip() for ln in tail.splitlines() if ln.strip()]
-    return lines[-1][:300] if lines else "no error message"
-
-
 def run(
     args: list[str],
     *,
-    deadline: float | None = None,
+    deadline: Deadline = NO_DEADLINE,
     margin: float = 1.5,
     expected_seconds: float | None = None,
     video_fps: float | None = None,
     on_progress: Callable[[float, str], None] | None = None,
-    cleanup: Sequence[Path] = (),
-    env: dict[str, str] | None = None,
+    env: Mapping[str, str] | None = None,
 ) -> RunResult:
-    """Run ffmpeg; stop it ``margin`` seconds before ``deadline`` (terminate, then kill).
+    """Run ffmpeg through :func:`runner.run`, stopping it ``margin`` seconds before ``deadline``.
 
     ``on_progress(fraction, message)`` is called from -progress output (fraction of
     ``expected_seconds``).  ffmpeg's ``out_time`` is the time of its slowest output (a poster taken
     at 10 % holds it at 0 until then), so with ``video_fps`` the first video output's frame count
-    counts too.  On any failure the files in ``cleanup`` are deleted before raising
-    (ToolFailedError, or JobTimeoutError when the deadline stopped it).
+    counts too.  Raises like :func:`runner.run` (BadInputError when ffmpeg blames the input); what
+    ffmpeg wrote stays for the engine to delete.
     """
-    t0 = time.monotonic()
-    stop_at = None if deadline is None else deadline - margin
-    if stop_at is not None and t0 >= stop_at:
-        raise JobTimeoutError("deadline reached before ffmpeg could start")
-    try:
-        proc = subprocess.Popen(
-            args,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            env=env,
-            close_fds=True,
-        )
-    except OSError as exc:
-        raise MissingDependencyError(f"cannot run ffmpeg ({args[0]}): {exc}") from None
-    tail: collections.deque[str] = collections.deque(maxlen=_STDERR_LINES)
     done = [0.0]
 
-    def read_stderr() -> None:
-        assert proc.stderr is not None
-        for raw in proc.stderr:
-            tail.append(raw.decode("utf-8", "replace").rstrip())
+    def read_progress(line: str) -> None:
+        key, _, value = line.strip().partition("=")
+        if key == "out_time_us" and value.lstrip("-").isdigit():
+            done[0] = max(done[0], int(value) / 1e6)
+        elif key == "frame" and video_fps and value.isdigit():
+            done[0] = max(done[0], int(value) / video_fps)
+        elif key == "progress" and on_progress is not None:
+            frac = 1.0 if value == "end" else done[0] / expected_seconds if expected_seconds else 0.0
+            with contextlib.suppress(Exception):  # a broken callback must not stop the parsing
+                on_progress(min(frac, 1.0), f"{done[0]:.1f} s")
 
-    def read_progress() -> None:
-        assert proc.stdout is not None
-        for raw in proc.stdout:
-            key, _, value = raw.decode("utf-8", "replace").strip().partition("=")
-            if key == "out_time_us" and value.lstrip("-").isdigit():
-                done[0] = max(done[0], int(value) / 1e6)
-            elif key == "frame" and video_fps and value.isdigit():
-                done[0] = max(done[0], int(value) / video_fps)
-            elif key == "progress" and on_progress is not None:
-                frac = done[0] / expected_seconds if expected_seconds else 0.0
-                if value == "end":
-                    frac = 1.0
-                with contextlib.suppress(Exception):  # a broken callback must not stop the job
-                    on_progress(min(frac, 1.0), f"{done[0]:.1f} s")
-
-    threads = [threading.Thread(target=f, daemon=True) for f in (read_stderr, read_progress)]
-    for t in threads:
-        t.start()
-    timed_out = False
     try:
-        while True:
-            wait = None if stop_at is None else max(0.0, stop_at - time.monotonic())
-            try:
-                proc.wait(timeout=wait)
-                break
-            except subprocess.TimeoutExpired:
-                timed_out = True
-                _stop(proc, grace=min(1.0, max(margin / 2, 0.1)))
-                break
-    except BaseException:
-        _stop(proc, grace=0.5)
-        remove_files(cleanup)
-        raise
-    for t in threads:
-        t.join(timeout=2)
-    stderr_tail = "\n".join(tail)
-    wall = time.monotonic() - t0
-    if timed_out:
-        remove_files(cleanup)
-        raise JobTimeoutError(
-            f"ffmpeg stopped at the job deadline after {wall:.1f} s ({done[0]:.1f} s of media done)",
-            detail=stderr_tail,
+        result = runner.run(
+            args,
+            program=PROGRAM,
+            deadline=deadline.earlier(margin),
+            env=env,
+            on_stdout=read_progress,
+            bad_input=_BAD_INPUT,
+            grace=min(1.0, max(margin / 2, 0.1)),
         )
-    if proc.returncode != 0:
-        remove_files(cleanup)
-        what = f"signal {-proc.returncode}" if proc.returncode < 0 else f"exit {proc.returncode}"
-        if proc.returncode > 0 and _BAD_INPUT.search(stderr_tail):
-            raise BadInputError(
-                f"the source cannot be decoded (ffmpeg {what}): {_last_error(stderr_tail)}",
-                detail=stderr_tail,
-            )
-        raise ToolFailedError(f"ffmpeg failed ({what}): {_last_error(stderr_tail)}", detail=stderr_tail)
-    return RunResult(done[0], stderr_tail, wall)
-
-
-def _stop(proc: subprocess.Popen[bytes], *, grace: float) -> None:
-    if proc.poll() is not None:
-        return
-    proc.terminate()
-    try:
-        proc.wait(timeout=grace)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
-
-
-def remove_files(paths: Sequence[Path]) -> None:
-    """Delete files (partial outputs); missing ones are fine."""
-    for p in paths:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(p)
+    except JobTimeoutError as exc:
+        raise JobTimeoutError(f"{exc} ({done[0]:.1f} s of media done)", detail=exc.detail) from None
+    return RunResult(done[0], result.tail, result.seconds)
 
 
 def require_outputs(paths: Sequence[Path], stderr_tail: str) -> None:
     """ffmpeg can exit 0 without writing an output (e.g. no packet decoded): that is a bad input."""
     empty = [p for p in paths if not p.is_file() or p.stat().st_size == 0]
     if empty:
-        remove_files(paths)
         raise BadInputError(
-            f"ffmpeg produced no data for {len(empty)} output(s): {_last_error(stderr_tail)}",
+            f"ffmpeg produced no data for {len(empty)} output(s): {runner.last_line(stderr_tail)}",
             detail=stderr_tail,
         )

@@ -1,12 +1,12 @@
 """tesseract: find it, check its version and language packs once, run it on one page image.
 
-The only module that starts tesseract.  Each run gets an explicit environment built from settings
-(:func:`build_env`: ``OMP_THREAD_LIMIT``, default 1, and ``TMPDIR`` inside the job's scratch folder)
-and a timeout; failures become our errors with the tail of tesseract's stderr attached.
+The only module that builds tesseract commands.  Each run gets an explicit environment built from
+settings (:func:`build_env`: ``OMP_THREAD_LIMIT``, default 1, and ``TMPDIR`` inside the job's scratch
+folder), the per-page timeout and the job's deadline; :func:`pipelines._exec.runner.run` starts it and
+turns failures into our errors with the tail of tesseract's stderr attached.
 
-pytesseract is used for the version probe and to parse tesseract's TSV and OSD output.  The process
-itself is started here with :mod:`subprocess` because pytesseract's runners take neither an
-environment (they always pass ``os.environ``) nor a working folder (they write temp files in the
+pytesseract is used to parse tesseract's TSV and OSD output, not to run it: its runners take neither
+an environment (they always pass ``os.environ``) nor a working folder (they write temp files in the
 global TMPDIR), and we need both per job.  One recognition pass writes every output at once
 (``txt tsv pdf``), so a page is never OCR'd twice for two output kinds.
 """
@@ -15,19 +15,23 @@ from __future__ import annotations
 
 import functools
 import re
-import shutil
-import subprocess
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from config.errors import MissingDependencyError, ToolFailedError
+from config.deadline import NO_DEADLINE, Deadline
+from config.errors import MissingDependencyError, ToolTimeoutError
+from pipelines._exec import runner
 
-PROGRAM = "tesseract"
 DEBIAN_PACKAGE = "tesseract-ocr"
+PROGRAM = runner.Program(
+    "tesseract",
+    f"install the Debian package {DEBIAN_PACKAGE} "
+    "(apt-get install tesseract-ocr tesseract-ocr-eng tesseract-ocr-osd)",
+)
 MIN_VERSION = (4, 1)  # LSTM engine, TSV and PDF renderers, --psm 0 OSD
 _VERSION_RE = re.compile(r"tesseract\s+v?(\d+)\.(\d+)(?:\.(\d+))?")
-_STDERR_TAIL = 2000
+_PROBE_SECONDS = 30.0
 
 
 @dataclass(frozen=True)
@@ -78,33 +82,24 @@ def debian_package(lang: str) -> str:
 @functools.cache
 def locate() -> str:
     """Absolute path of the tesseract executable; MissingDependencyError naming the package if absent."""
-    path = shutil.which(PROGRAM)
-    if path is None:
-        raise MissingDependencyError(
-            f"{PROGRAM} is not installed or not on PATH: install the Debian package {DEBIAN_PACKAGE} "
-            "(apt-get install tesseract-ocr tesseract-ocr-eng tesseract-ocr-osd)"
-        )
-    return path
+    return runner.find(PROGRAM)
 
 
 @functools.cache
 def version() -> str:
     """tesseract's version string, e.g. '5.3.0'; raises if it is missing or older than MIN_VERSION."""
     exe = locate()
-    try:
-        out = subprocess.run(
-            [exe, "--version"], capture_output=True, text=True, timeout=30, env=_probe_env(), check=False
-        )
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        raise MissingDependencyError(f"{PROGRAM} at {exe} cannot be run: {exc}") from None
+    out = runner.run(
+        [exe, "--version"], program=PROGRAM, timeout=_PROBE_SECONDS, env=_probe_env(), check=False
+    )
     m = _VERSION_RE.search(out.stdout + out.stderr)
     if m is None:
-        raise MissingDependencyError(f"{PROGRAM} at {exe} printed no version: {out.stdout[:200]!r}")
+        raise MissingDependencyError(f"tesseract at {exe} printed no version: {out.stdout[:200]!r}")
     found = (int(m[1]), int(m[2]))
     if found < MIN_VERSION:
         need = ".".join(map(str, MIN_VERSION))
         raise MissingDependencyError(
-            f"{PROGRAM} {m[1]}.{m[2]} is too old (need >= {need}); install a newer {DEBIAN_PACKAGE}"
+            f"tesseract {m[1]}.{m[2]} is too old (need >= {need}); install a newer {DEBIAN_PACKAGE}"
         )
     return ".".join(g for g in m.groups() if g is not None)
 
@@ -113,12 +108,10 @@ def version() -> str:
 def languages(tessdata_dir: str | None = None) -> frozenset[str]:
     """Language packs tesseract can load (``tesseract --list-langs``)."""
     cmd = [locate(), *_tessdata_args(tessdata_dir), "--list-langs"]
-    try:
-        out = subprocess.run(cmd, capture_output=True, text=True, timeout=30, env=_probe_env(), check=False)
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        raise MissingDependencyError(f"{PROGRAM} --list-langs failed: {exc}") from None
-    if out.returncode != 0:
-        raise MissingDependencyError(f"{PROGRAM} --list-langs failed: {_tail(out.stderr or out.stdout)}")
+    out = runner.run(cmd, program=PROGRAM, timeout=_PROBE_SECONDS, env=_probe_env(), check=False)
+    if out.returncode != 0:  # e.g. no tessdata folder: a missing dependency, not a failed page
+        why = runner.last_line(out.tail or out.stdout)
+        raise MissingDependencyError(f"tesseract --list-langs failed: {why}", detail=out.tail)
     lines = out.stdout.splitlines()
     return frozenset(ln.strip() for ln in lines[1:] if ln.strip() and not ln.startswith("List of"))
 
@@ -165,29 +158,7 @@ def _tessdata_args(tessdata_dir: str | None) -> list[str]:
     return ["--tessdata-dir", tessdata_dir] if tessdata_dir else []
 
 
-def _tail(text: str) -> str:
-    return text.strip()[-_STDERR_TAIL:]
-
-
-def _run(cmd: list[str], *, env: Mapping[str, str], timeout: float, what: str, cwd: Path) -> str:
-    """Run tesseract; returns stderr.  TimeoutExpired kills the child before we raise."""
-    try:
-        proc = subprocess.run(
-            cmd, capture_output=True, text=True, env=dict(env), timeout=timeout, cwd=cwd, check=False
-        )
-    except subprocess.TimeoutExpired:
-        raise PageTimeoutError(f"tesseract took longer than {timeout:.0f} s on {what}") from None
-    except OSError as exc:
-        raise MissingDependencyError(f"cannot run tesseract: {exc}") from None
-    if proc.returncode != 0:
-        raise ToolFailedError(
-            f"tesseract failed on {what} (exit {proc.returncode}): {_tail(proc.stderr)[-300:]}",
-            detail=_tail(proc.stderr),
-        )
-    return proc.stderr
-
-
-class PageTimeoutError(ToolFailedError):
+class PageTimeoutError(ToolTimeoutError):
     """tesseract ran past the per-page timeout (a configured limit; retrying gives the same result)."""
 
     kind = "timeout_page"
@@ -202,13 +173,16 @@ def recognize(
     want_pdf: bool,
     timeout: float,
     env: Mapping[str, str],
+    deadline: Deadline = NO_DEADLINE,
     tessdata_dir: str | None = None,
     what: str = "page",
 ) -> PageResult:
     """OCR one page image in one pass: text, words (TSV) and, if asked, a one-page PDF holding only
     the invisible text layer (``textonly_pdf``: the caller puts it over the page image it chooses).
 
-    Outputs are written next to ``image`` (scratch) and deleted once read.
+    ``timeout`` is the per-page limit (PageTimeoutError); the job's ``deadline`` raises
+    JobTimeoutError.  Outputs are written next to ``image`` (in the caller's scratch folder, never the
+    workspace) and deleted once read.
     """
     base = image.with_suffix("")
     renderers = ["txt", "tsv", *(["pdf"] if want_pdf else [])]
@@ -227,7 +201,16 @@ def recognize(
     ]
     outputs = [base.with_suffix(f".{r}") for r in renderers]
     try:
-        stderr = _run(cmd, env=env, timeout=timeout, what=what, cwd=image.parent)
+        stderr = runner.run(
+            cmd,
+            program=PROGRAM,
+            what=f"tesseract on {what}",
+            deadline=deadline,
+            timeout=timeout,
+            timeout_error=PageTimeoutError,
+            env=env,
+            cwd=image.parent,
+        ).stderr
         text = outputs[0].read_text(encoding="utf-8", errors="replace")
         words, size = parse_tsv(outputs[1].read_text(encoding="utf-8", errors="replace"))
         pdf = outputs[2].read_bytes() if want_pdf else None
@@ -249,6 +232,7 @@ def detect_orientation(
     *,
     timeout: float,
     env: Mapping[str, str],
+    deadline: Deadline = NO_DEADLINE,
     tessdata_dir: str | None = None,
     what: str = "page",
 ) -> Orientation | None:
@@ -256,14 +240,19 @@ def detect_orientation(
     from pytesseract.pytesseract import OSD_KEYS, osd_to_dict
 
     cmd = [locate(), str(image), "stdout", *_tessdata_args(tessdata_dir), "--psm", "0", "-l", "osd"]
-    try:
-        proc = subprocess.run(
-            cmd, capture_output=True, text=True, env=dict(env), timeout=timeout, cwd=image.parent, check=False
-        )
-    except subprocess.TimeoutExpired:
-        raise PageTimeoutError(
-            f"tesseract orientation detection took longer than {timeout:.0f} s on {what}"
-        ) from None
+    proc = runner.run(
+        cmd,
+        program=PROGRAM,
+        what=f"tesseract orientation detection on {what}",
+        deadline=deadline,
+        timeout=timeout,
+        timeout_error=PageTimeoutError,
+        env=env,
+        cwd=image.parent,
+        check=False,
+    )
+    if proc.returncode < 0:  # killed by a signal: a failure, not an answer
+        raise runner.failure(proc, f"tesseract orientation detection on {what}")
     if proc.returncode != 0:
         return None  # "Too few characters": OSD has nothing to go on; not an error
     known = [ln for ln in proc.stdout.splitlines() if ln.split(": ", 1)[0] in OSD_KEYS]
