@@ -24,7 +24,12 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-HANDLERS = ["handlers.s3_trigger", "handlers.sqs_trigger", "handlers.batch", "handlers.lambda_function"]
+HANDLERS = [
+    "handlers.s3_trigger",
+    "handlers.sqs_trigger",
+    "handlers.batch_events",
+    "handlers.lambda_function",
+]
 ANCHORS = ["json", "pydantic"]
 HEAVY = ("PIL", "pdfplumber", "pytesseract", "ffmpeg", "imageio_ffmpeg")
 TARGET_MS = 300.0

@@ -22,8 +22,8 @@ from rich.table import Table
 
 from config.errors import ExitCode, MediaWorkerError
 from config.settings import Settings, load_settings
-from pipelines.batch import iter_sources, run_many
 from pipelines.engine import Engine, SourceResult, rules_in_force
+from pipelines.pool import iter_sources, run_many
 from pipelines.registry import load_registry
 
 app = typer.Typer(

@@ -2,7 +2,7 @@
 
 The container image's default ``CMD`` is ``handlers.lambda_function.handler``, so one function can be
 wired to S3, SQS, SNS, EventBridge, Step Functions and S3 Batch Operations at once.  Each source also
-has its own module (``handlers.s3_trigger``, ``handlers.sqs_trigger``, ``handlers.batch``) to name in
+has its own module (``handlers.s3_trigger``, ``handlers.sqs_trigger``, ``handlers.batch_events``) to name in
 ``ImageConfig.Command`` when a function serves one source only; this module imports the one it needs
 on first use, so its import stays as cheap as theirs.
 """
@@ -29,7 +29,7 @@ def route(event: Any) -> str:
         and all(isinstance(r, dict) and r.get("eventSource") == "aws:sqs" for r in recs)
     ):
         return "sqs"
-    from handlers import batch
+    from handlers import batch_events as batch
 
     batch.kind(event)  # raises UnsupportedEvent with the list of accepted shapes
     return "batch"
@@ -45,7 +45,7 @@ def process(event: Any, context: LambdaContextLike) -> dict[str, Any]:
         from handlers import sqs_trigger
 
         return sqs_trigger.process(event, context)
-    from handlers import batch
+    from handlers import batch_events as batch
 
     return batch.process(event, context)
 

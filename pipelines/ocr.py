@@ -200,7 +200,7 @@ def _ocr_run(job: Job) -> OcrRun:
 
 
 def _workers(job: Job) -> int:
-    from pipelines.batch import available_cpus
+    from pipelines.pool import available_cpus
 
     return job.settings.ocr.workers or available_cpus()
 

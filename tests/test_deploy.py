@@ -480,7 +480,7 @@ def check_s3_gateway_endpoint(stack: Stack) -> None:
 
 
 def check_state_machine(stack: Stack) -> None:
-    from handlers import batch
+    from handlers import batch_events as batch
 
     sm = stack.res["PrefixBatchStateMachine"]
     assert sm["Type"] == "AWS::Serverless::StateMachine" and sm["Properties"]["Type"] == "STANDARD"

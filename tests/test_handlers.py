@@ -16,7 +16,8 @@ from conftest import SAMPLES
 from lambda_support import BUCKET, EVENTS, FakeContext, configure, render, s3_key
 from PIL import Image
 
-from handlers import batch, lambda_function, s3_trigger, sqs_trigger
+from handlers import batch_events as batch
+from handlers import lambda_function, s3_trigger, sqs_trigger
 from handlers.observability import logger
 
 BOXES = {"thumb": (150, 150), "medium": (800, 600), "large": (1920, 1080)}

@@ -18,7 +18,7 @@ from lambda_support import FakeContext, configure, render, s3_key
 from PIL import Image
 
 from handlers import lambda_function
-from handlers.batch import BatchItemsFailed
+from handlers.batch_events import BatchItemsFailed
 from handlers.runtime import UnsupportedEvent
 
 POWERTOOLS = "events/powertools"

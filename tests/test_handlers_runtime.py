@@ -22,7 +22,7 @@ HANDLER_MODULES = [
     "handlers.lambda_function",
     "handlers.s3_trigger",
     "handlers.sqs_trigger",
-    "handlers.batch",
+    "handlers.batch_events",
 ]
 
 
@@ -121,7 +121,7 @@ def test_awslambdaric_reports_a_config_error_per_invocation(
     runtime_client: tuple[RuntimeApi, Path, list[subprocess.Popen[str]]],
 ) -> None:
     api, ws, procs = runtime_client
-    boot(api, ws, procs, "handlers.batch.handler", MEDIA_WORKER_AWS__KEY_PREFIX="no-trailing-slash")
+    boot(api, ws, procs, "handlers.batch_events.handler", MEDIA_WORKER_AWS__KEY_PREFIX="no-trailing-slash")
     api.invoke({"prefix": "in/"})
     posted = api.wait(timeout=180)
     assert posted.kind == "error" and posted.body["errorType"] == "ConfigError", posted
@@ -170,7 +170,7 @@ def test_tracing_requested_without_the_xray_sdk_is_a_no_op(tmp_path: Path) -> No
     (tmp_path / "in").mkdir()
     shutil.copy(SAMPLES / "logo.png", tmp_path / "in/logo.png")
     probe = (
-        "import importlib.util, json; from handlers import batch, observability as obs; "
+        "import importlib.util, json; from handlers import batch_events as batch, observability as obs; "
         "from lambda_support import FakeContext; "
         "res = batch.handler({'prefix': 'in/'}, FakeContext()); "
         "print(json.dumps([importlib.util.find_spec('aws_xray_sdk') is not None, obs.tracing_enabled(), "

@@ -67,7 +67,7 @@ def test_progress_is_reported_for_both_pipelines(workspace: Path) -> None:
 
 def test_progress_reaches_the_caller_from_pool_workers(workspace: Path) -> None:
     """The CLI draws one bar per file from these reports, also when workers are processes."""
-    from pipelines.batch import run_many
+    from pipelines.pool import run_many
 
     (workspace / "in").mkdir()
     for name in ("a.mp4", "b.mp4"):

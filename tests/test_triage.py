@@ -13,7 +13,8 @@ from conftest import json_lines, run_cli
 from lambda_support import BUCKET, EVENTS, FakeContext, configure, render, s3_key
 from test_handlers import put, s3_event
 
-from handlers import batch, lambda_function
+from handlers import batch_events as batch
+from handlers import lambda_function
 from handlers.observability import logger
 from pipelines.triage import EXCLUDED, NO_RULE, OUTPUT_OF_LAYOUT
 
