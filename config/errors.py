@@ -99,3 +99,50 @@ class JobTimeoutError(RetryableError):
     """The job's deadline was reached; partial outputs were deleted and no manifest written."""
 
     kind = "timeout"
+
+
+class PageTimeoutError(ToolTimeoutError):
+    """tesseract ran past the per-page timeout (a configured limit; retrying gives the same result)."""
+
+    kind = "timeout_page"
+
+
+# -- the Lambda edges (handlers/): event and request shapes, and what an invocation reports ----------
+# Raised out of a handler, these names are the invocation's errorType (a Distributed Map's Retry/Catch
+# and an S3 async retry act on them), so they are part of the interface.
+
+
+class BatchItemsRetryable(Exception):
+    """Some items of a Distributed Map batch failed retryably (retry the batch: done items are skipped)."""
+
+
+class BatchItemsFailed(Exception):
+    """Some items of a Distributed Map batch failed permanently (a retry cannot help)."""
+
+
+class Rejected(Exception):
+    """The event names something this function must not touch (other bucket, key outside the mount)."""
+
+
+class UnrecognizedEvent(Exception):
+    """The payload is not an event shape this function handles."""
+
+
+class InvokeError(ValueError):
+    """The event file cannot be read or is no event the function handles (usage error, exit 2)."""
+
+
+class InvalidRequest(ValueError):
+    """The invocation payload is malformed or names something unknown (not retryable)."""
+
+
+class UnsupportedEvent(ValueError):
+    """The payload is no event shape this function handles."""
+
+
+class RetryLater(Exception):
+    """Some objects failed in a way a retry can fix; Lambda's async retry will redeliver the event."""
+
+
+class RecordFailed(Exception):
+    """At least one object named by this SQS message failed; the message is reported in batchItemFailures."""

@@ -26,30 +26,20 @@ from aws_lambda_powertools.utilities.data_classes.s3_batch_operation_event impor
     S3BatchOperationResponseRecord,
 )
 
+from config.errors import BatchItemsFailed, BatchItemsRetryable, InvalidRequest, UnsupportedEvent
 from handlers import events
 from handlers.observability import logger, metrics
 from handlers.runtime import (
     MAX_REASON,
-    InvalidRequest,
-    LambdaContextLike,
+    LambdaContext,
     Outcome,
     Runtime,
-    UnsupportedEvent,
     check_pipelines,
     handle_object,
     init_on_lambda,
     start,
     summarize,
 )
-
-
-class BatchItemsRetryable(Exception):
-    """Some items of a Distributed Map batch failed retryably (retry the batch: done items are skipped)."""
-
-
-class BatchItemsFailed(Exception):
-    """Some items of a Distributed Map batch failed permanently (a retry cannot help)."""
-
 
 # -- direct invocation over a prefix -----------------------------------------------------------------
 
@@ -239,7 +229,7 @@ def kind(event: Any) -> str:
     )
 
 
-def process(event: dict[str, Any], context: LambdaContextLike) -> dict[str, Any]:
+def process(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     what = kind(event)
     rt, deadline = start(context)
     if what == "batch-operations":

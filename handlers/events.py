@@ -21,18 +21,12 @@ from typing import TYPE_CHECKING, Any
 from aws_lambda_powertools.utilities.data_classes.s3_event import S3Event, S3EventBridgeNotificationEvent
 from aws_lambda_powertools.utilities.data_classes.sns_event import SNSEvent, SNSMessage
 
+from config.errors import Rejected, UnrecognizedEvent
+
 if TYPE_CHECKING:  # settings (pydantic) load on the first invocation, not at import
     from config.aws import AwsSettings
 
 NAME_MAX = 255  # bytes in one file name (Linux NAME_MAX; NFS mounts such as S3 Files have the same limit)
-
-
-class Rejected(Exception):
-    """The event names something this function must not touch (other bucket, key outside the mount)."""
-
-
-class UnrecognizedEvent(Exception):
-    """The payload is not an event shape this function handles."""
 
 
 @dataclass(frozen=True)

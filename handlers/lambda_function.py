@@ -11,9 +11,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from config.errors import UnsupportedEvent
 from handlers import events
 from handlers.observability import logger, metrics
-from handlers.runtime import LambdaContextLike, UnsupportedEvent, init_on_lambda
+from handlers.runtime import LambdaContext, init_on_lambda
 
 
 def route(event: Any) -> str:
@@ -35,7 +36,7 @@ def route(event: Any) -> str:
     return "batch"
 
 
-def process(event: Any, context: LambdaContextLike) -> dict[str, Any]:
+def process(event: Any, context: LambdaContext) -> dict[str, Any]:
     where = route(event)
     if where == "s3":
         from handlers import s3_trigger

@@ -15,45 +15,30 @@ import os
 import sys
 import time
 import uuid
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from aws_lambda_powertools.utilities.typing import LambdaContext
 
-@dataclass
-class LocalContext:
-    """A Lambda context whose remaining time counts down from ``timeout_s`` at creation."""
+from config.errors import InvokeError
 
-    timeout_s: float = 300.0
-    memory_limit_in_mb: int = 2048
-    function_name: str = field(
-        default_factory=lambda: os.environ.get("AWS_LAMBDA_FUNCTION_NAME", "media-worker")
-    )
-    function_version: str = "$LATEST"
-    aws_request_id: str = field(default_factory=lambda: str(uuid.uuid4()))
-    _end: float = field(default=0.0, repr=False)
 
-    def __post_init__(self) -> None:
-        self._end = time.monotonic() + self.timeout_s
+class LocalContext(LambdaContext):
+    """Powertools' LambdaContext, filled in locally; the remaining time counts down from ``timeout_s``."""
 
-    @property
-    def invoked_function_arn(self) -> str:
-        return f"arn:aws:lambda:local:000000000000:function:{self.function_name}"
+    def __init__(self, timeout_s: float = 300.0, memory_limit_in_mb: int = 2048) -> None:
+        name = os.environ.get("AWS_LAMBDA_FUNCTION_NAME", "media-worker")
+        self._function_name, self._function_version = name, "$LATEST"
+        self._invoked_function_arn = f"arn:aws:lambda:local:000000000000:function:{name}"
+        self._memory_limit_in_mb = memory_limit_in_mb
+        self._aws_request_id = str(uuid.uuid4())
+        self._log_group_name = f"/aws/lambda/{name}"
+        self._log_stream_name = f"{time.strftime('%Y/%m/%d')}/[$LATEST]local"
+        self._end = time.monotonic() + timeout_s
 
-    @property
-    def log_group_name(self) -> str:
-        return f"/aws/lambda/{self.function_name}"
-
-    @property
-    def log_stream_name(self) -> str:
-        return f"{time.strftime('%Y/%m/%d')}/[{self.function_version}]local"
-
-    def get_remaining_time_in_millis(self) -> int:
+    # Powertools types it as a staticmethod (its class is a type stub); ours counts down per instance
+    def get_remaining_time_in_millis(self) -> int:  # type: ignore[override]
         return max(0, int((self._end - time.monotonic()) * 1000))
-
-
-class InvokeError(ValueError):
-    """The event file cannot be read or is no event the function handles (usage error, exit 2)."""
 
 
 def read_event(path: Path) -> Any:
@@ -73,9 +58,9 @@ def invoke(event: Any, context: LocalContext) -> tuple[bool, Any]:
 
     Raises :class:`InvokeError` for an event shape the function does not handle.
     """
+    from config.errors import UnsupportedEvent
     from handlers import lambda_function
     from handlers.observability import logger
-    from handlers.runtime import UnsupportedEvent
 
     for h in logger.handlers:  # keep stdout for the response alone
         if isinstance(h, logging.StreamHandler) and h.stream in (sys.stdout, sys.__stdout__):

@@ -10,10 +10,13 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from config.errors import InvalidRequest, Rejected
 from handlers import observability as obs
-from handlers.events import KeyMapper, ObjectRef, Rejected
+from handlers.events import KeyMapper, ObjectRef
 from handlers.observability import logger
 
 if TYPE_CHECKING:
@@ -22,20 +25,6 @@ if TYPE_CHECKING:
 
 MIB = 1 << 20
 MAX_REASON = 1000
-
-
-class LambdaContextLike(Protocol):
-    aws_request_id: str
-
-    def get_remaining_time_in_millis(self) -> int: ...
-
-
-class InvalidRequest(ValueError):
-    """The invocation payload is malformed or names something unknown (not retryable)."""
-
-
-class UnsupportedEvent(ValueError):
-    """The payload is no event shape this function handles."""
 
 
 @dataclass
@@ -85,13 +74,13 @@ def reset_runtime() -> None:
     _runtime = None
 
 
-def deadline_for(context: LambdaContextLike, margin_s: float) -> float:
+def deadline_for(context: LambdaContext, margin_s: float) -> float:
     """A ``time.monotonic()`` deadline: the invocation's remaining time minus the configured margin."""
     remaining = context.get_remaining_time_in_millis() / 1000.0
     return time.monotonic() + max(0.0, remaining - margin_s)
 
 
-def start(context: LambdaContextLike) -> tuple[Runtime, float]:
+def start(context: LambdaContext) -> tuple[Runtime, float]:
     """Per invocation: runtime, correlation id, deadline; and a workspace this process can write.
 
     An unwritable workspace fails the whole invocation with one error line (and the

@@ -12,20 +12,16 @@ from __future__ import annotations
 
 from typing import Any
 
+from config.errors import RetryLater, UnsupportedEvent
 from handlers import events
 from handlers.observability import logger, metrics
 from handlers.runtime import (
-    LambdaContextLike,
-    UnsupportedEvent,
+    LambdaContext,
     handle_object,
     init_on_lambda,
     start,
     summarize,
 )
-
-
-class RetryLater(Exception):
-    """Some objects failed in a way a retry can fix; Lambda's async retry will redeliver the event."""
 
 
 def objects(event: dict[str, Any]) -> list[events.ObjectRef]:
@@ -38,7 +34,7 @@ def objects(event: dict[str, Any]) -> list[events.ObjectRef]:
     raise UnsupportedEvent("not an S3 notification, an SNS-wrapped one, or an EventBridge S3 event")
 
 
-def process(event: dict[str, Any], context: LambdaContextLike) -> dict[str, Any]:
+def process(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     rt, deadline = start(context)
     try:
         refs = objects(event)

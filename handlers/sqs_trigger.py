@@ -15,10 +15,11 @@ from typing import Any
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
+from config.errors import RecordFailed
 from handlers import events
 from handlers.observability import logger, metrics
 from handlers.runtime import (
-    LambdaContextLike,
+    LambdaContext,
     deadline_for,
     handle_object,
     init_on_lambda,
@@ -30,11 +31,7 @@ from handlers.runtime import (
 processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
 
 
-class RecordFailed(Exception):
-    """At least one object named by this SQS message failed; the message is reported in batchItemFailures."""
-
-
-def record_handler(record: SQSRecord, lambda_context: LambdaContextLike) -> dict[str, Any]:
+def record_handler(record: SQSRecord, lambda_context: LambdaContext) -> dict[str, Any]:
     rt = runtime()
     deadline = deadline_for(lambda_context, rt.settings.aws.deadline_margin_seconds)
     try:
@@ -49,13 +46,13 @@ def record_handler(record: SQSRecord, lambda_context: LambdaContextLike) -> dict
     return summarize(outcomes, rt.settings.aws.max_failures_reported)
 
 
-def process(event: dict[str, Any], context: LambdaContextLike) -> dict[str, Any]:
+def process(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     start(context)
     return process_partial_response(  # type: ignore[return-value]
         event=event,
         record_handler=record_handler,
         processor=processor,
-        context=context,  # type: ignore[arg-type]
+        context=context,
     )
 
 

@@ -17,9 +17,9 @@ from conftest import SAMPLES
 from lambda_support import FakeContext, configure, render, s3_key
 from PIL import Image
 
+from config.errors import UnsupportedEvent
 from handlers import lambda_function
 from handlers.batch_events import BatchItemsFailed
-from handlers.runtime import UnsupportedEvent
 
 POWERTOOLS = "events/powertools"
 SAM = "events/sam-cli"

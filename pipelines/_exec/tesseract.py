@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from config.deadline import NO_DEADLINE, Deadline
-from config.errors import MissingDependencyError, ToolTimeoutError
+from config.errors import MissingDependencyError, PageTimeoutError
 from pipelines._exec import runner
 
 DEBIAN_PACKAGE = "tesseract-ocr"
@@ -156,12 +156,6 @@ def _probe_env() -> dict[str, str]:
 
 def _tessdata_args(tessdata_dir: str | None) -> list[str]:
     return ["--tessdata-dir", tessdata_dir] if tessdata_dir else []
-
-
-class PageTimeoutError(ToolTimeoutError):
-    """tesseract ran past the per-page timeout (a configured limit; retrying gives the same result)."""
-
-    kind = "timeout_page"
 
 
 def recognize(
