@@ -150,7 +150,8 @@ def run_map(rt: Runtime, event: dict[str, Any], deadline: float) -> dict[str, An
     outcomes: list[Outcome] = []
     for ref in events.map_items(items, bucket):
         if isinstance(ref, str):
-            out = Outcome(key="", bucket=bucket, status="rejected", reason=ref)
+            out = Outcome.before_engine(None, "rejected", reason=ref)
+            out.bucket = bucket
             logger.warning(f"rejected: {ref}")
         else:
             out = handle_object(rt, ref, deadline, pipelines=pipelines)
@@ -214,23 +215,16 @@ def run_batch_operations(rt: Runtime, event: dict[str, Any], deadline: float) ->
 # -- the handler --------------------------------------------------------------------------------------
 
 
-def kind(event: Any) -> str:
-    """Which batch shape ``event`` is: 'batch-operations', 'map' or 'prefix'."""
-    if isinstance(event, dict):
-        if "invocationSchemaVersion" in event and "tasks" in event:
-            return "batch-operations"
-        if isinstance(event.get("Items"), list) or ("Key" in event and ("Size" in event or "Etag" in event)):
-            return "map"
-        if "prefix" in event:
-            return "prefix"
-    raise UnsupportedEvent(
-        "not a batch request: expected {'prefix': ...}, a Distributed Map batch {'Items': [...]}, "
-        "or an S3 Batch Operations invocation"
-    )
-
-
-def process(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    what = kind(event)
+def process(
+    event: dict[str, Any], context: LambdaContext, *, shape: events.Shape | None = None
+) -> dict[str, Any]:
+    """``shape`` as the dispatcher found it; this module's own handler finds it itself."""
+    what = shape or events.shape(event)
+    if what not in events.BATCH_SHAPES:
+        raise UnsupportedEvent(
+            f"a {what} event, not a batch request: expected {{'prefix': ...}}, a Distributed Map batch "
+            "{'Items': [...]}, or an S3 Batch Operations invocation"
+        )
     rt, deadline = start(context)
     if what == "batch-operations":
         return run_batch_operations(rt, event, deadline)

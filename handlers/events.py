@@ -16,12 +16,12 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from aws_lambda_powertools.utilities.data_classes.s3_event import S3Event, S3EventBridgeNotificationEvent
 from aws_lambda_powertools.utilities.data_classes.sns_event import SNSEvent, SNSMessage
 
-from config.errors import Rejected, UnrecognizedEvent
+from config.errors import Rejected, UnrecognizedEvent, UnsupportedEvent
 
 if TYPE_CHECKING:  # settings (pydantic) load on the first invocation, not at import
     from config.aws import AwsSettings
@@ -176,6 +176,40 @@ def sns_event(event: Mapping[str, Any]) -> list[ObjectRef]:
     for record in SNSEvent(dict(event)).records:
         out.extend(message_body(record.sns.message, via="sns"))
     return out
+
+
+Shape = Literal["eventbridge", "s3", "sns", "sqs", "prefix", "map", "batch-operations"]
+UPLOAD_SHAPES = ("eventbridge", "s3", "sns")
+BATCH_SHAPES = ("prefix", "map", "batch-operations")
+
+
+def shape(event: Any) -> Shape:
+    """What an invocation payload is, decided once per invocation (the dispatcher passes it on)."""
+    if not isinstance(event, dict):
+        raise UnsupportedEvent(f"event must be a JSON object, got {type(event).__name__}")
+    if is_eventbridge_s3(event):
+        return "eventbridge"
+    if is_s3_notification(event):
+        return "s3"
+    if is_sns(event):
+        return "sns"
+    recs = event.get("Records")
+    if (
+        isinstance(recs, list)
+        and recs
+        and all(isinstance(r, dict) and r.get("eventSource") == "aws:sqs" for r in recs)
+    ):
+        return "sqs"
+    if "invocationSchemaVersion" in event and "tasks" in event:
+        return "batch-operations"
+    if isinstance(event.get("Items"), list) or ("Key" in event and ("Size" in event or "Etag" in event)):
+        return "map"
+    if "prefix" in event:
+        return "prefix"
+    raise UnsupportedEvent(
+        "not an S3, EventBridge, SNS or SQS event, nor a batch request: expected {'prefix': ...}, a "
+        "Distributed Map batch {'Items': [...]}, or an S3 Batch Operations invocation"
+    )
 
 
 def _json(text: str, what: str) -> Any:

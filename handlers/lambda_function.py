@@ -17,38 +17,20 @@ from handlers.observability import logger, metrics
 from handlers.runtime import LambdaContext, init_on_lambda
 
 
-def route(event: Any) -> str:
-    """'s3', 'sqs' or 'batch' for an event, or :class:`UnsupportedEvent`."""
-    if not isinstance(event, dict):
-        raise UnsupportedEvent(f"event must be a JSON object, got {type(event).__name__}")
-    if events.is_s3_notification(event) or events.is_eventbridge_s3(event) or events.is_sns(event):
-        return "s3"
-    recs = event.get("Records")
-    if (
-        isinstance(recs, list)
-        and recs
-        and all(isinstance(r, dict) and r.get("eventSource") == "aws:sqs" for r in recs)
-    ):
-        return "sqs"
-    from handlers import batch_events as batch
-
-    batch.kind(event)  # raises UnsupportedEvent with the list of accepted shapes
-    return "batch"
-
-
 def process(event: Any, context: LambdaContext) -> dict[str, Any]:
-    where = route(event)
-    if where == "s3":
+    """Route by the event's shape (decided once, in :func:`handlers.events.shape`) to its adapter."""
+    what = events.shape(event)
+    if what in events.UPLOAD_SHAPES:
         from handlers import s3_trigger
 
-        return s3_trigger.process(event, context)
-    if where == "sqs":
+        return s3_trigger.process(event, context, shape=what)
+    if what == "sqs":
         from handlers import sqs_trigger
 
         return sqs_trigger.process(event, context)
-    from handlers import batch_events as batch
+    from handlers import batch_events
 
-    return batch.process(event, context)
+    return batch_events.process(event, context, shape=what)
 
 
 @logger.inject_lambda_context(log_event=False)

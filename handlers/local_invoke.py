@@ -65,12 +65,10 @@ def invoke(event: Any, context: LocalContext) -> tuple[bool, Any]:
     for h in logger.handlers:  # keep stdout for the response alone
         if isinstance(h, logging.StreamHandler) and h.stream in (sys.stdout, sys.__stdout__):
             h.setStream(sys.stderr)
-    try:
-        lambda_function.route(event)
-    except UnsupportedEvent as exc:
-        raise InvokeError(f"unsupported event: {exc}") from None
     with contextlib.redirect_stdout(sys.stderr):  # EMF metrics are printed
         try:
             return True, lambda_function.handler(event, context)
+        except UnsupportedEvent as exc:
+            raise InvokeError(f"unsupported event: {exc}") from None
         except Exception as exc:  # what Lambda reports as the invocation's error
             return False, {"errorType": type(exc).__name__, "errorMessage": str(exc)}

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Literal
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
@@ -21,7 +21,7 @@ from handlers.observability import logger
 
 if TYPE_CHECKING:
     from config.settings import Settings
-    from pipelines.engine import Engine, SourceResult
+    from pipelines.engine import Engine, SourceResult, Status
 
 MIB = 1 << 20
 MAX_REASON = 1000
@@ -101,20 +101,39 @@ def start(context: LambdaContext) -> tuple[Runtime, float]:
     return rt, deadline_for(context, rt.settings.aws.deadline_margin_seconds)
 
 
+EventStatus = Literal["ignored", "rejected"]  # verdicts on an event before any workspace path exists
+
+
 @dataclass
 class Outcome:
-    """What happened to one object named by an event."""
+    """What happened to one object named by an event: the engine's :class:`SourceResult`, wrapped with
+    the event's key and bucket.  Objects the engine never saw (ignored, rejected, or failed before a
+    job started) carry a result made here, in the same shape and vocabulary."""
 
     key: str
     bucket: str | None
-    status: str  # ok | skipped | failed | timeout | ignored | rejected
-    relpath: str | None = None
-    reason: str | None = None
-    error: str | None = None
-    error_kind: str | None = None
-    retryable: bool = False
-    outputs: list[str] = field(default_factory=list)
-    manifest: str | None = None
+    result: SourceResult
+
+    @classmethod
+    def before_engine(
+        cls, ref: ObjectRef | None, status: Status | EventStatus, *, relpath: str | None = None, **why: Any
+    ) -> Outcome:
+        """An outcome decided by the adapter (``why``: reason, error, error_kind, retryable)."""
+        from pipelines.engine import SourceResult
+
+        key, bucket = (ref.key, ref.bucket) if ref is not None else ("", None)
+        # the engine itself never says ignored/rejected: its Status type leaves them out
+        return cls(key, bucket, SourceResult(source=relpath or "", status=status, **why))  # type: ignore[arg-type]
+
+    # the engine's fields, read through
+    status = property(lambda self: self.result.status)
+    reason = property(lambda self: self.result.reason)
+    error = property(lambda self: self.result.error)
+    error_kind = property(lambda self: self.result.error_kind)
+    retryable = property(lambda self: self.result.retryable)
+    outputs = property(lambda self: self.result.outputs)
+    manifest = property(lambda self: self.result.manifest)
+    relpath = property(lambda self: self.result.source or None)
 
     @property
     def failed(self) -> bool:
@@ -142,21 +161,6 @@ class Outcome:
         if self.error_kind:
             head += f" ({self.error_kind}{', retryable' if self.retryable else ''})"
         return f"{head}: {text}"[:MAX_REASON] if text else head
-
-
-def _from_result(ref: ObjectRef, rel: str, res: SourceResult) -> Outcome:
-    return Outcome(
-        key=ref.key,
-        bucket=ref.bucket,
-        status=res.status,
-        relpath=rel,
-        reason=res.reason,
-        error=res.error,
-        error_kind=res.error_kind,
-        retryable=res.retryable,
-        outputs=list(res.outputs),
-        manifest=res.manifest,
-    )
 
 
 def check_pipelines(rt: Runtime, names: Sequence[str] | None) -> list[str] | None:
@@ -206,21 +210,20 @@ def _handle(
     settings = rt.settings
     if ref.ignore:
         obs.count("ignored")
-        return Outcome(ref.key, ref.bucket, "ignored", reason=ref.ignore)
+        return Outcome.before_engine(ref, "ignored", reason=ref.ignore)
     try:
         rel = rt.mapper.relpath(ref.bucket, ref.key)
     except Rejected as exc:
         obs.count("rejected")
-        return Outcome(ref.key, ref.bucket, "rejected", reason=str(exc))
+        return Outcome.before_engine(ref, "rejected", reason=str(exc))
     verdict = rt.engine.triage(rel, pipelines)  # the same answer the CLI and the engine give
     if not verdict.run:
         obs.count("skipped")
-        return Outcome(ref.key, ref.bucket, "skipped", relpath=rel, reason=verdict.reason)
+        return Outcome.before_engine(ref, "skipped", relpath=rel, reason=verdict.reason)
     if ref.storage_class and ref.storage_class.upper() in settings.aws.unsupported_storage_classes:
         obs.count("failed")
-        return Outcome(
-            ref.key,
-            ref.bucket,
+        return Outcome.before_engine(
+            ref,
             "failed",
             relpath=rel,
             error=f"object is in storage class {ref.storage_class}: S3 Files cannot serve objects in Glacier "
@@ -229,9 +232,8 @@ def _handle(
         )
     if time.monotonic() >= deadline:
         obs.count("timeout")
-        return Outcome(
-            ref.key,
-            ref.bucket,
+        return Outcome.before_engine(
+            ref,
             "timeout",
             relpath=rel,
             error="the invocation's time budget ran out before this object was started",
@@ -248,7 +250,7 @@ def _handle(
             progress=obs.ProgressLog(settings.aws.progress_log_seconds),
         )
     obs.job_metrics(res, large_reads=settings.read_block_bytes >= MIB)
-    return _from_result(ref, rel, res)
+    return Outcome(ref.key, ref.bucket, res)
 
 
 def summarize(outcomes: Sequence[Outcome], limit: int) -> dict[str, Any]:

@@ -24,20 +24,24 @@ from handlers.runtime import (
 )
 
 
-def objects(event: dict[str, Any]) -> list[events.ObjectRef]:
-    if events.is_eventbridge_s3(event):
+def objects(event: dict[str, Any], shape: events.Shape) -> list[events.ObjectRef]:
+    if shape == "eventbridge":
         return [events.eventbridge(event)]
-    if events.is_s3_notification(event):
+    if shape == "s3":
         return events.s3_notification(event)
-    if events.is_sns(event):
+    if shape == "sns":
         return events.sns_event(event)
     raise UnsupportedEvent("not an S3 notification, an SNS-wrapped one, or an EventBridge S3 event")
 
 
-def process(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+def process(
+    event: dict[str, Any], context: LambdaContext, *, shape: events.Shape | None = None
+) -> dict[str, Any]:
+    """``shape`` as the dispatcher found it; this module's own handler finds it itself."""
+    what = shape or events.shape(event)
     rt, deadline = start(context)
     try:
-        refs = objects(event)
+        refs = objects(event, what)
     except events.UnrecognizedEvent as exc:
         raise UnsupportedEvent(str(exc)) from None
     outcomes = [handle_object(rt, ref, deadline) for ref in refs]

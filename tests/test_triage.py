@@ -3,19 +3,23 @@ SQS message, a prefix batch, a Distributed Map batch and S3 Batch Operations."""
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
+import shutil
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
-from conftest import json_lines, run_cli
+from conftest import REPO, SAMPLES, json_lines, run_cli
 from lambda_support import BUCKET, EVENTS, FakeContext, configure, render, s3_key
 from test_handlers import put, s3_event
 
 from handlers import batch_events as batch
-from handlers import lambda_function
+from handlers import events, lambda_function
 from handlers.observability import logger
+from handlers.runtime import Outcome
 from pipelines.triage import EXCLUDED, NO_RULE, OUTPUT_OF_LAYOUT
 
 PATHS = {
@@ -109,3 +113,27 @@ def test_same_path_same_word_and_reason(
     put(workspace, "in/a.jpg")
     put(workspace, rel, data=b"x" * 10)
     assert CALLERS[caller](workspace, rel, buf) == ("skipped", PATHS[rel])
+
+
+@pytest.mark.parametrize("name", sorted(p.name for p in (REPO / "events").glob("*.json")))
+def test_each_event_is_routed_once(name: str, workspace: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The dispatcher decides an event's shape once and hands it on; no adapter decides it again."""
+    configure(monkeypatch, workspace, bucket="media-worker-local")
+    shutil.copytree(SAMPLES, workspace, dirs_exist_ok=True)
+    (workspace / "uploads").mkdir()
+    shutil.copy(SAMPLES / "photo.jpg", workspace / "uploads/beach day+sunset.jpg")
+    calls: list[str] = []
+    real = events.shape
+
+    def counted(event: Any) -> events.Shape:
+        calls.append(real(event))
+        return calls[-1]
+
+    monkeypatch.setattr(events, "shape", counted)
+    lambda_function.handler(json.loads((REPO / "events" / name).read_text()), FakeContext())
+    assert len(calls) == 1, calls
+
+
+def test_outcome_wraps_the_engine_result() -> None:
+    """The edge keeps the engine's SourceResult whole instead of copying its fields."""
+    assert [f.name for f in dataclasses.fields(Outcome)] == ["key", "bucket", "result"]
