@@ -38,7 +38,7 @@ IMAGE_INPUTS = {
     "gif": "image/gif",
 }
 PDF_INPUTS = {"pdf": "application/pdf"}
-IMAGE_SUFFIXES, PDF_SUFFIXES = frozenset(IMAGE_INPUTS), frozenset(PDF_INPUTS)
+PDF_SUFFIXES = frozenset(PDF_INPUTS)
 if TYPE_CHECKING:
     from PIL import Image
 

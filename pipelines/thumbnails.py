@@ -24,7 +24,6 @@ IMAGE_INPUTS = {
     "mpo": "image/mpo",
     "ico": "image/vnd.microsoft.icon",
 }
-IMAGE_SUFFIXES = frozenset(IMAGE_INPUTS)
 DOCUMENT_INPUTS = {"pdf": "application/pdf"}  # first page, rendered by pypdfium2 (see pipelines.pdf)
 DOCUMENT_SUFFIXES = frozenset(DOCUMENT_INPUTS)
 PDF_NATIVE_DPI = 300  # a PDF page's "native" size, which thumbnails never exceed, is its size at 300 dpi
