@@ -5,11 +5,12 @@ by the ``imageio-ffmpeg`` package.  An ffmpeg whose file protocol has no ``pkt_s
 5.1) reads in 32 KiB pieces, which S3 Files serves from its paid cache: a configured one is refused
 (MissingDependencyError), one found on PATH is skipped with a warning in favour of imageio-ffmpeg's.
 
-A job is described by :class:`Encode` (one input, many outputs) and becomes ONE ffmpeg process that
-decodes the source once: video through ``split`` into every rendition, the poster and the sprite
-branch; audio mapped into every audio output.  Sources are opened with ``-protocol_whitelist file``,
-a forced demuxer (the one the probe found in the whitelist) and a ``file:`` URL, so a crafted upload
-cannot make ffmpeg read another file or the network, and a name starting with ``-`` is not an option.
+A run is ONE ffmpeg process that decodes the source once: :func:`open_input` splits the decoded video
+into one copy per user (the rendition ladder, the poster candidates, the storyboard tiles); the
+functions by output kind below build each output; :func:`command` joins them.  Sources are opened
+with ``-protocol_whitelist file``, a forced demuxer (the one the probe found in the whitelist) and a
+``file:`` URL, so a crafted upload cannot make ffmpeg read another file or the network, and a name
+starting with ``-`` is not an option.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import functools
 import os
 import re
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -441,48 +442,6 @@ def command(ff: Ffmpeg, outputs: Sequence[Output]) -> list[str]:
     args: list[str] = graph.compile(cmd=ff.path, overwrite_output=False)
     globals_ = ["-hide_banner", "-nostdin", "-y", "-v", "error", "-progress", "pipe:1", "-nostats"]
     return [args[0], *globals_, *args[1:]]
-
-
-@dataclass
-class Encode:
-    """Everything one ffmpeg process makes from one source."""
-
-    source: Path
-    demuxer: str
-    video_stream: int | None
-    audio_stream: int | None
-    audio_channels: int = 2
-    seek: float | None = None  # input seeking to the keyframe at or before this time (poster-only jobs)
-    limit_seconds: float | None = None
-    fps_cap: float | None = None
-    threads: int = 0
-    videos: list[VideoOut] = field(default_factory=list)
-    audios: list[AudioOut] = field(default_factory=list)
-    poster: PosterOut | None = None
-    sprite: SpriteOut | None = None
-
-    def output_files(self) -> list[Path]:
-        """Every workspace file ffmpeg writes (checked for data afterwards; the engine owns them)."""
-        return [v.path for v in self.videos] + [a.path for a in self.audios]
-
-
-def build_args(enc: Encode, ff: Ffmpeg, *, whitelist: Sequence[str]) -> list[str]:
-    """The ffmpeg command line for ``enc``."""
-    inp = Input(enc.source, enc.demuxer, tuple(whitelist), enc.seek, enc.limit_seconds)
-    taps_needed = bool(enc.videos) + (enc.poster is not None) + (enc.sprite is not None)
-    taps, audio = open_input(inp, video=enc.video_stream, video_taps=taps_needed, audio=enc.audio_stream)
-    opts = OutputOptions(enc.threads, enc.audio_channels > 2)
-    outputs = []
-    if enc.videos:
-        outputs += renditions(taps.pop(0), audio, enc.videos, fps_cap=enc.fps_cap, opts=opts)
-    if enc.poster is not None:
-        outputs.append(poster_frames(taps.pop(0), enc.poster, opts))
-    if enc.sprite is not None:
-        outputs.append(storyboard_tiles(taps.pop(0), enc.sprite, opts))
-    for a in enc.audios:
-        assert audio is not None
-        outputs.append(audio_file(audio, a, opts))
-    return command(ff, outputs)
 
 
 @dataclass(frozen=True)
