@@ -37,8 +37,11 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from config.settings import load_settings
+from pipelines import avjob
 from pipelines._exec import ffmpeg as ff
+from pipelines.avjob import Branch, Decode
 from pipelines.engine import Engine
+from pipelines.transcode import TranscodeBranch
 
 LADDER = [
     {"height": 720, "max_kbps": 3500},
@@ -90,25 +93,25 @@ def pair(name: str, ours: Callable[[], Any], anchor: Callable[[], Any], runs: in
     }
 
 
-def capture(engine: Engine, rel: str, pipelines: list[str]) -> tuple[list[str], ff.Encode, list[str]]:
-    """Run the worker once; return the ffmpeg command it ran, its Encode and the demuxer whitelist."""
-    seen: list[tuple[ff.Encode, list[str]]] = []
+def capture(engine: Engine, rel: str, pipelines: list[str]) -> tuple[list[str], Decode, list[Branch]]:
+    """Run the worker once; return the ffmpeg command it ran, its Decode and its branches."""
+    seen: list[tuple[Decode, list[Branch]]] = []
     commands: list[list[str]] = []
-    real_build, real_run = ff.build_args, ff.run
+    real_command, real_run = avjob.command, ff.run
 
-    def spy_build(enc: ff.Encode, tool: ff.Ffmpeg, *, whitelist: Any) -> list[str]:
-        seen.append((enc, list(whitelist)))
-        return real_build(enc, tool, whitelist=whitelist)
+    def spy_command(decode: Decode, branches: Any) -> list[str]:
+        seen.append((decode, list(branches)))
+        return real_command(decode, branches)
 
     def spy_run(args: list[str], **kw: Any) -> ff.RunResult:
         commands.append(list(args))
         return real_run(args, **kw)
 
-    ff.build_args, ff.run = spy_build, spy_run  # type: ignore[assignment]
+    avjob.command, ff.run = spy_command, spy_run
     try:
         res = engine.process(rel, pipelines=pipelines)
     finally:
-        ff.build_args, ff.run = real_build, real_run  # type: ignore[assignment]
+        avjob.command, ff.run = real_command, real_run
     assert res.status == "ok", res
     return commands[0], seen[0][0], seen[0][1]
 
@@ -127,12 +130,13 @@ def retarget(args: list[str], ws: Path, src: Path, out: Path) -> list[str]:
     return new
 
 
-def separate_runs(enc: ff.Encode, whitelist: list[str], ws: Path, src: Path, out: Path) -> list[list[str]]:
+def separate_runs(decode: Decode, branches: list[Branch], ws: Path, src: Path, out: Path) -> list[list[str]]:
     """One ffmpeg command per rung (built by the same code), each decoding and scaling the source."""
-    tool = ff.locate()
+    (tc,) = branches
+    assert isinstance(tc, TranscodeBranch)
     return [
-        retarget(ff.build_args(dataclasses.replace(enc, videos=[v]), tool, whitelist=whitelist), ws, src, out)
-        for v in enc.videos
+        retarget(avjob.command(decode, [dataclasses.replace(tc, renditions=[v])]), ws, src, out)
+        for v in tc.renditions
     ]
 
 
@@ -176,7 +180,7 @@ def ladder_pairs(ws: Path, src: Path, tmp: Path, runs: int) -> list[dict[str, An
     """(1) the worker vs its bare command, (2) that one process vs one ffmpeg per rung."""
     settings = load_settings(None, workspace=ws, transcode={"ladder": LADDER})
     engine = Engine(settings)
-    args, enc, whitelist = capture(engine, "in/clip.mp4", ["transcode"])
+    args, decode, branches = capture(engine, "in/clip.mp4", ["transcode"])
     cmd = retarget(args, ws, src, tmp / "bare")
 
     def ours() -> None:
@@ -184,7 +188,7 @@ def ladder_pairs(ws: Path, src: Path, tmp: Path, runs: int) -> list[dict[str, An
         res = engine.process("in/clip.mp4", pipelines=["transcode"])
         assert res.status == "ok" and len(res.outputs) == 3, res
 
-    separate = separate_runs(enc, whitelist, ws, src, tmp / "separate")
+    separate = separate_runs(decode, branches, ws, src, tmp / "separate")
     assert len(separate) == 3
     return [
         pair("overhead", ours, lambda: run(cmd), runs),

@@ -55,6 +55,14 @@ def check_limits(info: MediaInfo, t: TranscodeSettings) -> None:
         )
 
 
+def output_seconds(duration: float | None, limit: float | None) -> float | None:
+    """Media time the outputs cover: the duration, cut at ``limit`` (``max_output_seconds``); None when
+    neither is known."""
+    if duration is None:
+        return limit
+    return min(duration, limit) if limit is not None else duration
+
+
 def ladder(video: VideoStream, rungs: list[Rung]) -> list[RungSize]:
     """Rungs for a source: none above its short side (never upscale); the smallest rung always, at the
     source size if that is smaller.  Sizes are in display orientation, aspect kept, even."""

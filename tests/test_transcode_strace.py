@@ -4,7 +4,8 @@ For MP4 (moov first and moov last), MKV, WebM, MOV, MPEG-TS and audio files:
 
 * >= 99 % of the bytes read from each source come from read() calls that asked for >= 1 MiB, in the
   worker, the PyAV probe and the ffmpeg child alike;
-* transcode and video_thumbnails share ONE decode: the source is read <= 1.05 times;
+* transcode and video_thumbnails share ONE decode: the source (or its local copy) is read by exactly
+  one ffmpeg process, and <= 1.05 times;
 * write amplification (bytes written to the workspace / final bytes) <= 1.02; nothing is renamed.
 """
 
@@ -22,6 +23,7 @@ from strace_support import MIB, READ, RENAME, VREAD
 WRITE = re.compile(r"^(?:write|pwrite64|writev|pwritev|pwritev2)\(\d+<(?P<path>[^>]*)>.*\) = (?P<ret>-?\d+)$")
 EXECVE = re.compile(r'^execve\("(?P<prog>[^"]*)"')
 THREAD = re.compile(r"^clone3?\(.*CLONE_THREAD.* = (?P<tid>\d+)$")
+LOCAL_COPY = re.compile(r"/media-worker-[^/]+/source\.[a-z0-9]+$")  # the job's copy in its scratch folder
 
 X264 = ["-vf", "noise=alls=12:allf=t", "-c:v", "libx264", "-preset", "ultrafast", "-qp", "0", "-g", "50"]
 
@@ -87,14 +89,16 @@ def strace_run(tmp: Path, ws: Path, env: dict[str, str]) -> dict[str, list[str]]
 
 def check_contract(
     ws: Path, traces: dict[str, list[str]], sizes: dict[str, int]
-) -> dict[str, dict[str, int]]:
-    """Assert the read/write/rename contract; returns per-source bytes read by 'worker'/'ffmpeg'."""
+) -> tuple[dict[str, dict[str, int]], dict[str, set[str]]]:
+    """Assert the read/write/rename contract; returns per-source bytes read by 'worker'/'ffmpeg', and
+    the ffmpeg processes that read each source or local copy (keyed by its path)."""
     root = str(ws)
     srcs = {f"{root}/in/{name}": name for name in sizes}
     per: dict[str, dict[str, int]] = {name: {"worker": 0, "ffmpeg": 0} for name in sizes}
     big = small = 0
     small_calls: list[str] = []
     written: dict[str, int] = {}
+    decoders: dict[str, set[str]] = {}  # source or local copy -> ffmpeg processes reading it
     # strace -ff writes one file per thread: group threads into their process (CLONE_THREAD)
     processes = {tid: tid for tid in traces}
     for tid, lines in traces.items():
@@ -112,6 +116,13 @@ def check_contract(
     for tid, lines in traces.items():
         who = "ffmpeg" if processes[tid] in ffmpeg_processes else "worker"
         for line in lines:
+            if (
+                who == "ffmpeg"
+                and (m := READ.match(line))
+                and int(m["ret"]) > 0
+                and (m["path"] in srcs or LOCAL_COPY.search(m["path"]))
+            ):
+                decoders.setdefault(m["path"], set()).add(processes[tid])
             if (m := READ.match(line)) and m["path"] in srcs and int(m["ret"]) > 0:
                 n = int(m["ret"])
                 per[srcs[m["path"]]][who] += n
@@ -134,7 +145,7 @@ def check_contract(
     wa = sum(written.values()) / sum(final.values())
     print(f"1 MiB-read share {big / (big + small):.4f}; write amplification {wa:.4f}; per source {per}")
     assert wa <= 1.02, wa
-    return per
+    return per, decoders
 
 
 def setup_ws(ws: Path, sources: dict[str, Path]) -> dict[str, int]:
@@ -150,9 +161,12 @@ def test_local_copy_mode_reads_each_source_once(
     """Default: sources <= 64 MiB are read once by the worker (1 MiB reads); probe and ffmpeg read a copy."""
     sizes = setup_ws(workspace, sources)
     env = fast_env(hls=True, audio_outputs=["aac", "opus", "mp3"], loudnorm=True)  # every writer
-    per = check_contract(workspace, strace_run(tmp_path, workspace, env), sizes)
+    per, decoders = check_contract(workspace, strace_run(tmp_path, workspace, env), sizes)
     for name, size in sizes.items():
         assert per[name] == {"worker": size, "ffmpeg": 0}, name  # read amplification 1.00
+    # one decode per source: each local copy is read by exactly one ffmpeg process (the HLS remux
+    # reads the renditions, not the source)
+    assert len(decoders) == len(sizes) and all(len(p) == 1 for p in decoders.values()), decoders
     assert len(list((workspace / "processed/_manifests/in").glob("*.json"))) == len(sizes)
     assert (workspace / "processed/video_thumbnails/sprite/in/clip.ts.jpg").is_file()
     assert (workspace / "processed/transcode/hls/in/clip.mkv.m3u8").is_file()
@@ -165,8 +179,9 @@ def test_direct_mode_one_decode_and_bounded_probe(
     """local_copy_max_bytes=0: PyAV probes and ffmpeg decodes straight from the mount."""
     sizes = setup_ws(workspace, sources)
     env = fast_env(local_copy_max_bytes=0)
-    per = check_contract(workspace, strace_run(tmp_path, workspace, env), sizes)
+    per, decoders = check_contract(workspace, strace_run(tmp_path, workspace, env), sizes)
     for name, size in sizes.items():
+        assert len(decoders[f"{workspace}/in/{name}"]) == 1, (name, decoders)  # one ffmpeg process
         # one ffmpeg decode for transcode AND video_thumbnails: the source is read once (+ a block)
         assert size <= per[name]["ffmpeg"] <= 1.05 * size + MIB, (name, per[name], size)
         # the probe reads a bounded part: the head (plus the moov of a moov-last MP4, or the last

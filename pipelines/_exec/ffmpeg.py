@@ -5,11 +5,12 @@ by the ``imageio-ffmpeg`` package.  An ffmpeg whose file protocol has no ``pkt_s
 5.1) reads in 32 KiB pieces, which S3 Files serves from its paid cache: a configured one is refused
 (MissingDependencyError), one found on PATH is skipped with a warning in favour of imageio-ffmpeg's.
 
-A job is described by :class:`Encode` (one input, many outputs) and becomes ONE ffmpeg process that
-decodes the source once: video through ``split`` into every rendition, the poster and the sprite
-branch; audio mapped into every audio output.  Sources are opened with ``-protocol_whitelist file``,
-a forced demuxer (the one the probe found in the whitelist) and a ``file:`` URL, so a crafted upload
-cannot make ffmpeg read another file or the network, and a name starting with ``-`` is not an option.
+A run is ONE ffmpeg process that decodes the source once: :func:`open_input` splits the decoded video
+into one copy per user (the rendition ladder, the poster candidates, the storyboard tiles); the
+functions by output kind below build each output; :func:`command` joins them.  Sources are opened
+with ``-protocol_whitelist file``, a forced demuxer (the one the probe found in the whitelist) and a
+``file:`` URL, so a crafted upload cannot make ffmpeg read another file or the network, and a name
+starting with ``-`` is not an option.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import functools
 import os
 import re
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -145,11 +146,22 @@ def locate(configured: str | None = None) -> Ffmpeg:
 
 
 # ------------------------------------------------------------------------------------------ encode
+#
+# ONE command per run, built from pieces named for what they build: the input (input_options,
+# open_input: the decoded video split into one copy per user, so the source is decoded once), then per
+# output kind a function that hangs its filters off a decoded stream and returns the ffmpeg output -
+# renditions (video_rendition_args), audio_file (audio_args), poster_frames and storyboard_tiles
+# (frames_args) - and command(), which joins the outputs.  The HLS remux is a command of its own
+# (hls_args).  The pipelines choose the outputs (pipelines/avjob.py, transcode.py,
+# video_thumbnails.py); only this module speaks ffmpeg-python.
+
+Stream = Any  # an ffmpeg-python stream: a decoded input stream or a filter's output
+Output = Any  # an ffmpeg-python output node (one output file and its options)
 
 
 @dataclass(frozen=True)
 class VideoOut:
-    """One H.264/AAC rendition: fragmented MP4 or an HLS fMP4 file with its media playlist."""
+    """One H.264/AAC rendition: a fragmented MP4."""
 
     width: int
     height: int
@@ -204,27 +216,34 @@ class SpriteOut:
     folder: Path
 
 
-@dataclass
-class Encode:
-    """Everything one ffmpeg process makes from one source."""
+@dataclass(frozen=True)
+class Input:
+    """The one input of a run: the source and how ffmpeg opens it."""
 
     source: Path
-    demuxer: str
-    video_stream: int | None
-    audio_stream: int | None
-    audio_channels: int = 2
-    seek: float | None = None  # input seeking to the keyframe at or before this time (poster-only jobs)
+    demuxer: str  # forced: the one the probe found
+    whitelist: tuple[str, ...]  # demuxers ffmpeg may open (format_whitelist)
+    seek: float | None = None  # start at the keyframe at or before this time (poster-only runs)
     limit_seconds: float | None = None
-    fps_cap: float | None = None
-    threads: int = 0
-    videos: list[VideoOut] = field(default_factory=list)
-    audios: list[AudioOut] = field(default_factory=list)
-    poster: PosterOut | None = None
-    sprite: SpriteOut | None = None
 
-    def output_files(self) -> list[Path]:
-        """Every workspace file ffmpeg writes (checked for data afterwards; the engine owns them)."""
-        return [v.path for v in self.videos] + [a.path for a in self.audios]
+
+@dataclass(frozen=True)
+class OutputOptions:
+    """What every output of a run shares."""
+
+    threads: int = 0  # 0: ffmpeg's default
+    stereo: bool = False  # the source has more than two channels: audio outputs are downmixed
+
+    def common(self) -> dict[str, Any]:
+        """Options of every output: no metadata or chapters copied, the thread limit."""
+        opts: dict[str, Any] = {"map_metadata": -1, "map_chapters": -1}
+        if self.threads:
+            opts["threads"] = self.threads
+        return opts
+
+    def audio(self) -> dict[str, Any]:
+        """Options of every encoded audio stream."""
+        return {"ac": 2} if self.stereo else {}
 
 
 def _url(path: Path) -> str:
@@ -232,25 +251,65 @@ def _url(path: Path) -> str:
     return "file:" + os.path.abspath(path)
 
 
-def _ladder(src: Any, enc: Encode) -> list[Any]:
+def input_options(inp: Input) -> dict[str, Any]:
+    """Options of the source: file protocol only, forced and whitelisted demuxer, 1 MiB reads."""
+    opts: dict[str, Any] = {
+        "f": inp.demuxer,
+        "pkt_size": MIB,
+        "protocol_whitelist": "file",
+        "format_whitelist": ",".join(inp.whitelist),
+        # the probe already knows the streams and the duration: a small probesize keeps the demuxer's
+        # header scan inside the first 1 MiB buffer, and no PTS scan at the end of the file, so an
+        # MPEG-TS is not read twice (5 MB scan + seek back + a jump to the end without these)
+        "probesize": FFMPEG_PROBESIZE,
+        "skip_estimate_duration_from_pts": 1,
+    }
+    if inp.seek is not None:  # poster-only: start at the keyframe at or before the poster time
+        opts["ss"] = f"{inp.seek:.3f}"
+        opts["noaccurate_seek"] = None
+    if inp.limit_seconds is not None:
+        opts["t"] = f"{inp.limit_seconds:.3f}"
+    return opts
+
+
+def open_input(
+    inp: Input, *, video: int | None, video_taps: int, audio: int | None
+) -> tuple[list[Stream], Stream | None]:
+    """The decoded video in ``video_taps`` copies (one ``split``: one decode for every user) and the
+    decoded audio (mapped into every output that wants it)."""
+    import ffmpeg
+
+    node = ffmpeg.input(_url(inp.source), **input_options(inp))
+    taps: list[Stream] = []
+    if video is not None and video_taps:
+        decoded = node[str(video)]
+        if video_taps > 1:
+            split = decoded.filter_multi_output("split", video_taps)
+            taps = [split.stream(i) for i in range(video_taps)]
+        else:
+            taps = [decoded]
+    return taps, node[str(audio)] if audio is not None else None
+
+
+def _ladder(src: Stream, videos: Sequence[VideoOut], fps_cap: float | None) -> list[Stream]:
     """One filtered stream per rendition: a cascade, each rung scaled from the next larger one.
 
     Scaling every rung from a 1080p source runs three full-size scalers in one filter thread, which
     then limits the whole process; scaling 720p from 1080p, then 480p and 360p from 720p, costs a
     fraction (bicubic at these ratios keeps the quality).
     """
-    if enc.fps_cap:  # set only when the source is faster; poster/sprite branches keep exact times
-        src = src.filter("fps", f"{enc.fps_cap:g}")
+    if fps_cap:  # set only when the source is faster; poster/sprite branches keep exact times
+        src = src.filter("fps", f"{fps_cap:g}")
     sizes: list[tuple[int, int]] = []
-    for v in enc.videos:
+    for v in videos:
         if (v.width, v.height) not in sizes:
             sizes.append((v.width, v.height))
     sizes.sort(key=lambda wh: -wh[0] * wh[1])
-    per_size: dict[tuple[int, int], list[Any]] = {}
+    per_size: dict[tuple[int, int], list[Stream]] = {}
     prev = src
     for i, (w, h) in enumerate(sizes):
         scaled = prev.filter("scale", w, h, flags="bicubic", out_range="tv")
-        users = sum((v.width, v.height) == (w, h) for v in enc.videos) + (i < len(sizes) - 1)
+        users = sum((v.width, v.height) == (w, h) for v in videos) + (i < len(sizes) - 1)
         if users > 1:
             split = scaled.filter_multi_output("split", users)
             streams = [split.stream(k) for k in range(users)]
@@ -260,125 +319,122 @@ def _ladder(src: Any, enc: Encode) -> list[Any]:
             prev = streams.pop()
         per_size[(w, h)] = streams
     return [
-        per_size[(v.width, v.height)].pop(0).filter("setsar", "1").filter("format", "yuv420p")
-        for v in enc.videos
+        per_size[(v.width, v.height)].pop(0).filter("setsar", "1").filter("format", "yuv420p") for v in videos
     ]
 
 
-def build_args(enc: Encode, ff: Ffmpeg, *, whitelist: Sequence[str]) -> list[str]:
-    """The ffmpeg command line for ``enc`` (built with ffmpeg-python)."""
+def video_rendition_args(out: VideoOut, opts: OutputOptions, *, with_audio: bool) -> dict[str, Any]:
+    """Output options of one rendition: x264 with capped rate and forced keyframes, AAC, fragmented MP4
+    (moov first, written once, 1 MiB writes)."""
+    args: dict[str, Any] = {
+        **opts.common(),
+        "c:v": "libx264",
+        "preset": out.preset,
+        "crf": out.crf,
+        "profile:v": out.profile,
+        "level:v": out.level,
+        "maxrate": f"{out.max_kbps}k",
+        "bufsize": f"{2 * out.max_kbps}k",
+        "force_key_frames": f"expr:gte(t,n_forced*{out.gop_seconds:g})",
+    }
+    if with_audio:
+        args.update({"c:a": "aac", "b:a": f"{out.audio_kbps}k", **opts.audio()})
+    args.update(f="mp4", movflags="+frag_keyframe+empty_moov+default_base_moof", pkt_size=MIB)
+    return args
+
+
+def renditions(
+    video: Stream,
+    audio: Stream | None,
+    videos: Sequence[VideoOut],
+    *,
+    fps_cap: float | None,
+    opts: OutputOptions,
+) -> list[Output]:
+    """The rendition ladder from one copy of the decoded video (the scaling cascade), with audio."""
     import ffmpeg
 
-    in_opts: dict[str, Any] = {
-        "f": enc.demuxer,
-        "pkt_size": MIB,
-        "protocol_whitelist": "file",
-        "format_whitelist": ",".join(whitelist),
-        # the probe already knows the streams and the duration: a small probesize keeps the demuxer's
-        # header scan inside the first 1 MiB buffer, and no PTS scan at the end of the file, so an
-        # MPEG-TS is not read twice (5 MB scan + seek back + a jump to the end without these)
-        "probesize": FFMPEG_PROBESIZE,
-        "skip_estimate_duration_from_pts": 1,
-    }
-    if enc.seek is not None:  # poster-only: start at the keyframe at or before the poster time
-        in_opts["ss"] = f"{enc.seek:.3f}"
-        in_opts["noaccurate_seek"] = None
-    if enc.limit_seconds is not None:
-        in_opts["t"] = f"{enc.limit_seconds:.3f}"
-    inp = ffmpeg.input(_url(enc.source), **in_opts)
     outputs = []
-    common: dict[str, Any] = {"map_metadata": -1, "map_chapters": -1}
-    if enc.threads:
-        common["threads"] = enc.threads
+    for out, scaled in zip(videos, _ladder(video, videos, fps_cap), strict=True):
+        with_audio = audio is not None and bool(out.audio_kbps)
+        streams = [scaled, audio] if with_audio else [scaled]
+        args = video_rendition_args(out, opts, with_audio=with_audio)
+        outputs.append(ffmpeg.output(*streams, _url(out.path), **args))
+    return outputs
 
-    video_users = bool(enc.videos) + (enc.poster is not None) + (enc.sprite is not None)
-    branches: list[Any] = []
-    if enc.video_stream is not None and video_users:
-        v = inp[str(enc.video_stream)]
-        if video_users > 1:
-            split = v.filter_multi_output("split", video_users)
-            branches = [split.stream(i) for i in range(video_users)]
-        else:
-            branches = [v]
-    audio = inp[str(enc.audio_stream)] if enc.audio_stream is not None else None
-    audio_kw: dict[str, Any] = {"ac": 2} if enc.audio_channels > 2 else {}
 
-    rendition_streams = _ladder(branches.pop(0), enc) if enc.videos else []
-    for out, s in zip(enc.videos, rendition_streams, strict=True):
-        kw: dict[str, Any] = {
-            **common,
-            "c:v": "libx264",
-            "preset": out.preset,
-            "crf": out.crf,
-            "profile:v": out.profile,
-            "level:v": out.level,
-            "maxrate": f"{out.max_kbps}k",
-            "bufsize": f"{2 * out.max_kbps}k",
-            "force_key_frames": f"expr:gte(t,n_forced*{out.gop_seconds:g})",
-        }
-        streams = [s]
-        if audio is not None and out.audio_kbps:
-            streams.append(audio)
-            kw.update({"c:a": "aac", "b:a": f"{out.audio_kbps}k", **audio_kw})
-        kw.update(f="mp4", movflags="+frag_keyframe+empty_moov+default_base_moof", pkt_size=MIB)
-        outputs.append(ffmpeg.output(*streams, _url(out.path), **kw))
+def audio_args(out: AudioOut, opts: OutputOptions) -> dict[str, Any]:
+    """Output options of one audio file (AAC in fragmented MP4 with 2 s fragments, Opus, MP3)."""
+    args: dict[str, Any] = {**opts.common(), **opts.audio(), "b:a": f"{out.kbps}k", "pkt_size": MIB}
+    if out.codec == "aac":
+        args.update({"c:a": "aac", "f": "mp4", "movflags": "+empty_moov+default_base_moof"})
+        args["frag_duration"] = 2_000_000
+    elif out.codec == "opus":
+        args.update({"c:a": "libopus", "f": out.container})
+    else:
+        args.update({"c:a": "libmp3lame", "f": "mp3", "id3v2_version": 0, "write_xing": 1})
+    return args
 
-    if enc.poster is not None:
-        p = enc.poster
-        s = branches.pop(0).filter("setpts", "PTS-STARTPTS")
-        # candidates at start, start+1 s, ...; with first_frame also the first frame, at once (a
-        # fallback, and it lets ffmpeg's progress start before the poster time is reached)
-        pick = f"gte(t,{p.start:.3f}+selected_n)"
-        if p.first_frame:
-            pick = f"eq(selected_n,0)+gte(t,{p.start:.3f}+selected_n-1)"
-        s = s.filter("select", pick)
-        if p.width and p.height:
-            s = s.filter("scale", p.width, p.height, flags="lanczos")
-        else:
-            s = s.filter("scale", "trunc(iw*sar/2+0.5)*2", "ih", flags="lanczos")
-        s = s.filter("setsar", "1")
-        s = s.filter("format", "bgr24")
-        frames = p.count + p.first_frame
-        outputs.append(
-            ffmpeg.output(
-                s,
-                _url(p.folder / "poster%02d.bmp"),
-                **{**common, "f": "image2", "c:v": "bmp", "frames:v": frames, "start_number": 0}
-                | {"fps_mode": "passthrough"},
-            )
-        )
 
-    if enc.sprite is not None:
-        sp = enc.sprite
-        s = branches.pop(0)
-        # the first frame at or after each multiple of the interval; unlike fps=1/N this emits the
-        # first tile at once, so ffmpeg's progress (the slowest output's time) keeps moving
-        s = s.filter("setpts", "PTS-STARTPTS").filter("select", f"gte(t,selected_n*{sp.interval:g})")
-        s = s.filter("scale", sp.tile_width, sp.tile_height, flags="bicubic").filter("setsar", "1")
-        s = s.filter("format", "bgr24")
-        outputs.append(
-            ffmpeg.output(
-                s,
-                _url(sp.folder / "tile%05d.bmp"),
-                **{**common, "f": "image2", "c:v": "bmp", "frames:v": sp.max_tiles, "start_number": 0}
-                | {"fps_mode": "passthrough"},
-            )
-        )
+def audio_file(audio: Stream, out: AudioOut, opts: OutputOptions) -> Output:
+    """One audio file from the decoded audio (through ``loudnorm`` when asked)."""
+    import ffmpeg
 
-    for a in enc.audios:
-        assert audio is not None
-        s = audio
-        if a.loudnorm_lufs is not None:
-            s = s.filter("loudnorm", I=f"{a.loudnorm_lufs:g}", TP="-1.5", LRA="11").filter("aresample", 48000)
-        kw = {**common, **audio_kw, "b:a": f"{a.kbps}k", "pkt_size": MIB}
-        if a.codec == "aac":
-            kw.update({"c:a": "aac", "f": "mp4", "movflags": "+empty_moov+default_base_moof"})
-            kw["frag_duration"] = 2_000_000
-        elif a.codec == "opus":
-            kw.update({"c:a": "libopus", "f": a.container})
-        else:
-            kw.update({"c:a": "libmp3lame", "f": "mp3", "id3v2_version": 0, "write_xing": 1})
-        outputs.append(ffmpeg.output(s, _url(a.path), **kw))
+    if out.loudnorm_lufs is not None:
+        audio = audio.filter("loudnorm", I=f"{out.loudnorm_lufs:g}", TP="-1.5", LRA="11")
+        audio = audio.filter("aresample", 48000)
+    return ffmpeg.output(audio, _url(out.path), **audio_args(out, opts))
+
+
+def frames_args(count: int, opts: OutputOptions) -> dict[str, Any]:
+    """Output options of numbered BMP frames in a local folder (poster candidates, storyboard tiles)."""
+    return {
+        **opts.common(),
+        "f": "image2",
+        "c:v": "bmp",
+        "frames:v": count,
+        "start_number": 0,
+        "fps_mode": "passthrough",
+    }
+
+
+def poster_frames(video: Stream, poster: PosterOut, opts: OutputOptions) -> Output:
+    """The poster candidates from one copy of the decoded video."""
+    import ffmpeg
+
+    p = poster
+    s = video.filter("setpts", "PTS-STARTPTS")
+    # candidates at start, start+1 s, ...; with first_frame also the first frame, at once (a
+    # fallback, and it lets ffmpeg's progress start before the poster time is reached)
+    pick = f"gte(t,{p.start:.3f}+selected_n)"
+    if p.first_frame:
+        pick = f"eq(selected_n,0)+gte(t,{p.start:.3f}+selected_n-1)"
+    s = s.filter("select", pick)
+    if p.width and p.height:
+        s = s.filter("scale", p.width, p.height, flags="lanczos")
+    else:
+        s = s.filter("scale", "trunc(iw*sar/2+0.5)*2", "ih", flags="lanczos")
+    s = s.filter("setsar", "1").filter("format", "bgr24")
+    frames = p.count + p.first_frame
+    return ffmpeg.output(s, _url(p.folder / "poster%02d.bmp"), **frames_args(frames, opts))
+
+
+def storyboard_tiles(video: Stream, sprite: SpriteOut, opts: OutputOptions) -> Output:
+    """The storyboard tiles from one copy of the decoded video."""
+    import ffmpeg
+
+    sp = sprite
+    # the first frame at or after each multiple of the interval; unlike fps=1/N this emits the
+    # first tile at once, so ffmpeg's progress (the slowest output's time) keeps moving
+    s = video.filter("setpts", "PTS-STARTPTS").filter("select", f"gte(t,selected_n*{sp.interval:g})")
+    s = s.filter("scale", sp.tile_width, sp.tile_height, flags="bicubic").filter("setsar", "1")
+    s = s.filter("format", "bgr24")
+    return ffmpeg.output(s, _url(sp.folder / "tile%05d.bmp"), **frames_args(sp.max_tiles, opts))
+
+
+def command(ff: Ffmpeg, outputs: Sequence[Output]) -> list[str]:
+    """The ffmpeg command line writing ``outputs`` (one process), with -progress on stdout."""
+    import ffmpeg
 
     if not outputs:
         raise ValueError("nothing to encode")
