@@ -64,7 +64,7 @@ AUDIO_INPUTS = {
     "aiff": "audio/aiff",
     "wma": "audio/x-ms-wma",
 }
-VIDEO_SUFFIXES, AUDIO_SUFFIXES = frozenset(VIDEO_INPUTS), frozenset(AUDIO_INPUTS)
+VIDEO_SUFFIXES = frozenset(VIDEO_INPUTS)
 
 
 @dataclass(frozen=True)

@@ -489,7 +489,6 @@ class RunResult:
 
     seconds_done: float  # media time processed (last out_time of -progress)
     stderr_tail: str
-    wall_seconds: float
 
 
 def run(
@@ -535,7 +534,7 @@ def run(
         )
     except JobTimeoutError as exc:
         raise JobTimeoutError(f"{exc} ({done[0]:.1f} s of media done)", detail=exc.detail) from None
-    return RunResult(done[0], result.tail, result.seconds)
+    return RunResult(done[0], result.tail)
 
 
 def require_outputs(paths: Sequence[Path], stderr_tail: str) -> None:
