@@ -125,7 +125,9 @@ class Settings(BaseSettings):
     aws: AwsSettings = Field(default_factory=AwsSettings, description="Lambda adapters.")
     sync: SyncSettings = Field(default_factory=SyncSettings, description="S3 Files synchronization settings.")
     plugins: dict[str, dict[str, Any]] = Field(
-        default_factory=dict, description="Free-form settings for third-party pipelines, by pipeline name."
+        default_factory=dict,
+        description="Options of third-party pipelines, by pipeline name; each table is validated at start-up "
+        "by the pipeline's own settings_model (unknown keys are errors naming plugins.<name>.<key>).",
     )
 
     @classmethod
