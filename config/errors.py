@@ -95,6 +95,12 @@ class RetryableError(MediaWorkerError):
     kind = "retryable"
 
 
+class BusyError(RetryableError):
+    """Another worker holds this source's lease: it is being processed; retry later."""
+
+    kind = "busy"
+
+
 class JobTimeoutError(RetryableError):
     """The job's deadline was reached; partial outputs were deleted and no manifest written."""
 

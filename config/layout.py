@@ -107,6 +107,9 @@ def _template_regex(template: str, pipelines: Iterable[str] = ()) -> re.Pattern[
     return re.compile("(?:.+/)?".join(chunks) + r"\Z")
 
 
+LEASE_SUFFIX = ".lease"
+
+
 class Layout(BaseModel):
     """Output and manifest path templates (a preset or your own)."""
 
@@ -155,19 +158,25 @@ class Layout(BaseModel):
             self.manifest.format_map(split_source(source) | {"pipeline": "", "variant": "", "ext": ""})
         )
 
+    def lease_path(self, source: str) -> str:
+        """The job's lease file: beside the manifest, so rules and upload filters ignore it as they do
+        the manifest (pipelines/lease.py)."""
+        return self.manifest_path(source) + LEASE_SUFFIX
+
     def is_output(self, relpath: str, pipelines: Iterable[str] = ()) -> bool:
         """True if ``relpath`` looks like something this layout writes (an output of one of
-        ``pipelines``, any pipeline if none are given, or a manifest)."""
+        ``pipelines``, any pipeline if none are given, a manifest, or a manifest's lease)."""
+        rel = relpath.removesuffix(LEASE_SUFFIX)
         return bool(
             _template_regex(self.output, pipelines).match(relpath)
-            or _template_regex(self.manifest).match(relpath)
+            or _template_regex(self.manifest).match(rel)
         )
 
     def output_globs(self, pipelines: Iterable[str] = ()) -> list[str]:
         """Globs that match what this layout writes (for ``pipelines``), to put in an ``exclude``."""
         templates = [self.output.replace("{pipeline}", p) for p in pipelines] or [self.output]
         globs = []
-        for t in [*templates, self.manifest]:
+        for t in [*templates, self.manifest, self.manifest + LEASE_SUFFIX]:
             g = re.sub(r"\{dir\}/?", "**/", t)
             g = re.sub(r"\{[a-z_]+\}", "*", g)
             globs.append(g.removeprefix("**/"))

@@ -74,6 +74,28 @@ class ThumbnailSettings(Section):
         return v
 
 
+class LeaseSettings(Section):
+    """One writer per source: a lease file beside the manifest (see docs/leases.md)."""
+
+    enabled: bool = Field(default=True, description="Take a lease before writing a source's outputs.")
+    ttl_seconds: float = Field(
+        default=60, ge=1, le=3600, description="A lease lasts this long; the holder renews it every third."
+    )
+    wait_seconds: float = Field(
+        default=30,
+        ge=0,
+        le=900,
+        description="How long a second worker waits for the holder (within its "
+        "deadline) before it reports a retryable 'busy'.",
+    )
+    clock_skew_seconds: float = Field(
+        default=30,
+        ge=0,
+        le=600,
+        description="Clock difference between hosts tolerated before an expired lease is taken over.",
+    )
+
+
 class LimitSettings(Section):
     """Per-file limits: over a limit is a clean per-file failure."""
 
@@ -120,6 +142,7 @@ class Settings(BaseSettings):
     layout: Layout = Field(default_factory=Layout, description="Where outputs and manifests are written.")
     thumbnails: ThumbnailSettings = Field(default_factory=ThumbnailSettings)
     limits: LimitSettings = Field(default_factory=LimitSettings)
+    lease: LeaseSettings = Field(default_factory=LeaseSettings)
     transcode: TranscodeSettings = Field(default_factory=TranscodeSettings)
     ocr: OcrSettings = Field(default_factory=OcrSettings)
     aws: AwsSettings = Field(default_factory=AwsSettings, description="Lambda adapters.")

@@ -35,6 +35,7 @@ from config.logs import get_logger
 from config.rules import Rule, select_pipelines
 from config.settings import Settings
 from pipelines import manifest
+from pipelines.lease import Lease
 from pipelines.mount import Workspace, clean_relpath
 from pipelines.registry import Registry, load_registry
 from pipelines.spec import OutputRecord, Pipeline, PlannedOutput, SourceInfo
@@ -177,6 +178,8 @@ class _Job:
         to a tool (whatever the tool managed to write before it failed or was stopped)."""
         if delete_outputs:
             removed = self.ws.remove([o.path for o in self.written] + [t[2] for t in self.tool_written])
+            for rel in removed:
+                self.ws.prune_empty_parents(rel)  # and the folders made for them, if now empty
             if removed:
                 log.info("deleted %d partial output(s) of %s", len(removed), self.source.relpath)
         if self._scratch is not None:
@@ -298,8 +301,9 @@ class Engine:
         t0 = time.monotonic()
         result = SourceResult(source=relpath, status="failed")
         started: list[_Job] = []  # the job, once created, so a failure can clean it up
+        held: list[Lease] = []  # the source's lease, once taken; released after the clean-up
         try:
-            self._process(relpath, pipelines, meta, Deadline.of(deadline), result, started, progress)
+            self._process(relpath, pipelines, meta, Deadline.of(deadline), result, started, held, progress)
         except MediaWorkerError as exc:
             result.status = "timeout" if isinstance(exc, JobTimeoutError) else "failed"
             result.error, result.error_kind, result.retryable = str(exc), exc.kind, exc.retryable
@@ -310,6 +314,8 @@ class Engine:
             for job in started:
                 job.cleanup(delete_outputs=result.status in ("failed", "timeout"))
                 result.bytes_read = job.bytes_read
+            for lease in held:
+                lease.release()
             if result.status in ("failed", "timeout"):
                 result.outputs, result.manifest = [], None
             result.duration_s = time.monotonic() - t0
@@ -323,6 +329,7 @@ class Engine:
         deadline: Deadline,
         result: SourceResult,
         started: list[_Job],
+        held: list[Lease],
         progress: ProgressCallback | None,
     ) -> None:
         settings, layout = self.settings, self.settings.layout
@@ -361,6 +368,16 @@ class Engine:
         planned = self._plan(source, accepted, manifest_rel)
         for p in accepted:
             self.registry.check(p.name, settings)
+        lease: Lease | None = None
+        if settings.lease.enabled:  # one writer per source: wait for (or refuse) a concurrent one
+            lease = Lease(self.ws, layout.lease_path(rel), settings.lease)
+            lease.acquire(deadline)
+            held.append(lease)
+            done = manifest.decode(self.ws.read_small(manifest_rel))
+            if manifest.is_current(done, source, config_hash):  # the other worker finished it
+                result.status, result.manifest = "skipped", manifest_rel
+                result.reason = "up to date (manifest matches; written by a concurrent worker)"
+                return
         # the old manifest no longer describes what is about to be written
         self.ws.remove([manifest_rel])
         job = _Job(self.ws, source, settings, deadline, planned, progress=progress)
@@ -386,6 +403,8 @@ class Engine:
             tools=tools,
             timings=timings,
         )
+        if lease is not None:
+            lease.check()  # never commit outputs of a job whose lease another worker took over
         self.ws.write_file(manifest_rel, manifest.encode(doc))
         result.status, result.manifest = "ok", manifest_rel
         result.outputs = [o.path for o in job.written]

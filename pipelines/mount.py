@@ -298,6 +298,40 @@ class Workspace:
                 raise not_writable(path.parent, exc) from None
             raise
 
+    def create_exclusive(self, relpath: str, data: bytes) -> bool:
+        """Create a small file only if it does not exist (O_EXCL: atomic on NFS v4.1), with one write();
+        False if it exists.  For leases: no link(), which S3 Files does not have."""
+        for attempt in range(3):
+            path = self.resolve_output(relpath)
+            try:
+                fd = os.open(path, _WRITE_FLAGS | os.O_EXCL, 0o644)
+                break
+            except FileExistsError:
+                return False
+            except FileNotFoundError:  # another worker pruned the (empty) folder meanwhile: make it again
+                if attempt == 2:
+                    raise
+            except OSError as exc:
+                if exc.errno in _DENIED:
+                    raise not_writable(path.parent, exc) from None
+                raise
+        try:
+            os.write(fd, data)
+        finally:
+            os.close(fd)
+        return True
+
+    def prune_empty_parents(self, relpath: str) -> None:
+        """Remove the folders above ``relpath`` that are empty now (deepest first, never the root), so a
+        job that wrote nothing leaves no folders behind either."""
+        cur = (self.root / clean_relpath(relpath)).parent
+        while cur != self.root and self._inside(os.path.realpath(cur)):
+            try:
+                os.rmdir(cur)
+            except OSError:  # not empty, gone, or not ours to remove: stop here
+                return
+            cur = cur.parent
+
     def write_file(self, relpath: str, data: bytes) -> OutputFile:
         """Write a small file at its final path with one write() (the manifest)."""
         with self.open_output(relpath) as out:

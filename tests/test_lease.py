@@ -1,0 +1,173 @@
+"""One writer per source: two workers given the same source at the same moment give one complete output
+set (``ok`` + ``skipped``), and a lease left by a SIGKILLed holder is taken over after it expires."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from avtools import make_media
+from conftest import REPO, cli_env, json_lines
+from PIL import Image
+
+LEASE = "processed/_manifests/in/{name}.json.lease"
+
+
+def start_cli(ws: Path, *args: str, **env: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "handlers.cli", "run", "-w", str(ws), "--json", *args],
+        cwd=REPO, env=cli_env(**env), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+
+
+def wait_for(path: Path, proc: subprocess.Popen[str], timeout: float = 60) -> None:
+    end = time.monotonic() + timeout
+    while not path.exists():
+        assert proc.poll() is None, f"the first worker ended before taking its lease: {proc.communicate()}"
+        assert time.monotonic() < end, f"no lease at {path}"
+        time.sleep(0.01)
+
+
+def outputs(ws: Path) -> dict[str, str]:
+    """Every file the worker wrote, with its sha256."""
+    return {
+        p.relative_to(ws).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted((ws / "processed").rglob("*"))
+        if p.is_file()
+    }
+
+
+def check_manifest(ws: Path, rel: str) -> dict[str, object]:
+    doc = json.loads((ws / f"processed/_manifests/{rel}.json").read_text())
+    for out in doc["outputs"]:
+        assert hashlib.sha256((ws / out["path"]).read_bytes()).hexdigest() == out["sha256"]
+    return doc
+
+
+@pytest.fixture
+def video_ws(workspace: Path) -> Path:
+    (workspace / "in").mkdir()
+    make_media(workspace / "in/long.mp4", "-c:v", "libx264", "-preset", "ultrafast", "-c:a", "aac",
+               seconds=12, size="640x480")  # fmt: skip
+    return workspace
+
+
+def test_two_clis_on_one_source_write_one_output_set(video_ws: Path) -> None:
+    """The second worker starts while the first holds the lease: it waits, then finds the manifest."""
+    ws = video_ws
+    first = start_cli(ws, "in/long.mp4")
+    wait_for(ws / LEASE.format(name="long.mp4"), first)
+    second = start_cli(ws, "in/long.mp4")
+    out1, err1 = first.communicate(timeout=300)
+    out2, err2 = second.communicate(timeout=300)
+    (a,), (b,) = json_lines(out1), json_lines(out2)
+    assert a["status"] == "ok", (a, err1[-2000:])
+    assert b["status"] == "skipped" and "concurrent worker" in b["reason"], (b, err2[-2000:])
+    assert first.returncode == 0 and second.returncode == 0
+    doc = check_manifest(ws, "in/long.mp4")
+    written = outputs(ws)
+    assert sorted(written) == sorted(
+        [o["path"] for o in doc["outputs"]] + ["processed/_manifests/in/long.mp4.json"]
+    )
+    assert not (ws / LEASE.format(name="long.mp4")).exists()  # released
+
+
+def test_concurrent_thumbnails_are_byte_identical_to_a_single_run(workspace: Path, tmp_path: Path) -> None:
+    big = Image.effect_noise((6000, 4000), 64).convert("RGB")
+    (workspace / "in").mkdir()
+    big.save(workspace / "in/big.jpg", quality=90)
+    single = tmp_path / "single"
+    shutil.copytree(workspace, single)
+    res = subprocess.run([sys.executable, "-m", "handlers.cli", "run", "-w", str(single), "in"],
+                         cwd=REPO, env=cli_env(), capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert res.returncode == 0, res.stderr
+    first = start_cli(workspace, "in/big.jpg")
+    wait_for(workspace / LEASE.format(name="big.jpg"), first)
+    second = start_cli(workspace, "in/big.jpg")
+    (a,) = json_lines(first.communicate(timeout=300)[0])
+    (b,) = json_lines(second.communicate(timeout=300)[0])
+    assert {a["status"], b["status"]} == {"ok", "skipped"}, (a, b)
+    mine, ref = outputs(workspace), outputs(single)
+    manifest = "processed/_manifests/in/big.jpg.json"
+    assert mine.pop(manifest) and ref.pop(manifest)  # manifests differ only in timings and mtime
+    assert mine == ref
+
+
+def test_two_lambda_invocations_on_one_object(video_ws: Path, tmp_path: Path) -> None:
+    ws = video_ws
+    data = (ws / "in/long.mp4").read_bytes()
+    obj = {"key": "in/long.mp4", "size": len(data), "etag": hashlib.md5(data).hexdigest(), "version-id": "v1"}
+    event = {
+        "version": "0",
+        "id": "1",
+        "detail-type": "Object Created",
+        "source": "aws.s3",
+        "account": "123456789012",
+        "time": "2026-12-02T10:00:00Z",
+        "region": "eu-west-1",
+        "resources": [],
+        "detail": {"version": "0", "bucket": {"name": "media-bucket"}, "object": obj, "reason": "PutObject"},
+    }
+    path = tmp_path / "event.json"
+    path.write_text(json.dumps(event))
+
+    def invoke() -> subprocess.Popen[str]:
+        return subprocess.Popen(
+            [sys.executable, "-m", "handlers.cli", "invoke", "-e", str(path), "-w", str(ws),
+             "--bucket", "media-bucket"],
+            cwd=REPO, env=cli_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )  # fmt: skip
+
+    first = invoke()
+    wait_for(ws / LEASE.format(name="long.mp4"), first)
+    second = invoke()
+    r1, r2 = (json.loads(p.communicate(timeout=300)[0]) for p in (first, second))
+    assert r1["counts"] == {"ok": 1} and r2["counts"] == {"skipped": 1}, (r1, r2)
+    check_manifest(ws, "in/long.mp4")
+
+
+def test_a_killed_holders_lease_is_taken_over_after_expiry(video_ws: Path) -> None:
+    """SIGKILL mid-transcode: the rerun is refused as busy while the lease is valid, then takes it over."""
+    ws = video_ws
+    lease = ws / LEASE.format(name="long.mp4")
+    short = {"MEDIA_WORKER_LEASE__TTL_SECONDS": "2", "MEDIA_WORKER_LEASE__CLOCK_SKEW_SECONDS": "0"}
+    first = start_cli(ws, "in/long.mp4", **short)
+    wait_for(lease, first)
+    time.sleep(0.5)  # into the transcode
+    os.kill(first.pid, signal.SIGKILL)
+    first.communicate(timeout=60)
+    assert lease.exists() and not (ws / "processed/_manifests/in/long.mp4.json").exists()
+    # a holder that died on this very host is taken over at once (a crashed pool worker, tests/test_plugins);
+    # one on another host only after its expiry: make this lease another host's
+    doc = json.loads(lease.read_text())
+    lease.write_text(json.dumps({**doc, "host": "another-host", "space": "another-boot/1"}))
+    # not expired yet and no waiting: a retryable "busy", nothing written
+    before = outputs(ws)
+    busy = subprocess.run(
+        [sys.executable, "-m", "handlers.cli", "run", "-w", str(ws), "--json", "in/long.mp4"],
+        cwd=REPO, env=cli_env(MEDIA_WORKER_LEASE__WAIT_SECONDS="0", MEDIA_WORKER_LEASE__TTL_SECONDS="600"),
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    (r,) = json_lines(busy.stdout)
+    assert r["status"] == "failed" and r["error_kind"] == "busy" and r["retryable"], r
+    assert outputs(ws) == before
+    # the rerun waits for the expiry, takes the lease over and completes
+    rerun = subprocess.run(
+        [sys.executable, "-m", "handlers.cli", "run", "-w", str(ws), "--json", "in/long.mp4"],
+        cwd=REPO, env=cli_env(**short), capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    (r,) = json_lines(rerun.stdout)
+    assert r["status"] == "ok", (r, rerun.stderr[-2000:])
+    assert "taking over the expired lease" in rerun.stderr
+    doc = check_manifest(ws, "in/long.mp4")
+    manifest = ["processed/_manifests/in/long.mp4.json"]
+    assert sorted(outputs(ws)) == sorted([o["path"] for o in doc["outputs"]] + manifest)  # nothing stale
+    assert not lease.exists()
