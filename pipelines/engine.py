@@ -405,12 +405,27 @@ class Engine:
         )
         if lease is not None:
             lease.check()  # never commit outputs of a job whose lease another worker took over
+        self._check_unchanged(source)
         self.ws.write_file(manifest_rel, manifest.encode(doc))
         result.status, result.manifest = "ok", manifest_rel
         result.outputs = [o.path for o in job.written]
         result.output_bytes = sum(o.size for o in job.written)
         if reasons:
             result.reason = "; ".join(reasons)
+
+    def _check_unchanged(self, source: SourceInfo) -> None:
+        """Before the commit: the source is still the file the job started from (same size and mtime),
+        whoever read it (the worker or a tool).  A source replaced, appended to or deleted under the job
+        fails it as retryable: the next delivery processes the new version."""
+        try:
+            st = self.ws.stat_source(source.relpath)
+        except BadInputError:
+            raise RetryableError(f"{source.relpath} disappeared while it was processed") from None
+        if (st.st_size, st.st_mtime_ns) != (source.size, source.mtime_ns):
+            raise RetryableError(
+                f"{source.relpath} changed while it was processed (size {source.size} -> {st.st_size}); "
+                "its outputs were discarded"
+            )
 
     def _wait_until_visible(self, rel: str, meta: SourceMeta | None, deadline: Deadline) -> os.stat_result:
         """stat() the source; for event-driven jobs wait briefly for S3 Files to show the event's version.

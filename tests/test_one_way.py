@@ -7,6 +7,7 @@ writes part of an output before it fails or runs into the job's deadline.
 from __future__ import annotations
 
 import ast
+import os
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -222,3 +223,35 @@ def test_a_failing_tools_partial_output_is_removed_by_the_engine(
     assert res.outputs == [] and res.manifest is None
     assert files(workspace) == ["in/a.dat"]  # the tool's partial file and the worker's output are gone
     assert tool.pids and not Path(f"/proc/{tool.pids[0]}").exists()  # the tool is gone too
+
+
+class SourceChanger(Pipeline):
+    """Writes its output, then does ``self.change`` to the source - as an uploader overwriting it would."""
+
+    name = "source_changer"
+
+    def __init__(self, change: str) -> None:
+        self.change = change
+
+    def plan(self, source: Any, settings: Any) -> list[PlannedOutput]:
+        return [PlannedOutput("note", "txt", "text/plain")]
+
+    def run(self, job: Any) -> None:
+        job.write_output(self.name, "note", b"made from the old source")
+        path = job.source_path()
+        if self.change == "append":
+            with open(path, "ab") as f:
+                f.write(b" and more")
+        elif self.change == "touch":
+            os.utime(path, ns=(0, 0))
+        elif self.change == "delete":
+            path.unlink()
+
+
+@pytest.mark.parametrize("change", ["append", "touch", "delete"])
+def test_a_source_changed_under_the_job_is_retryable_and_uncommitted(workspace: Path, change: str) -> None:
+    eng = engine_with(workspace, SourceChanger(change))
+    res = eng.process("in/a.dat", pipelines=["source_changer"])
+    assert res.status == "failed" and res.retryable and res.manifest is None, res
+    assert ("disappeared" if change == "delete" else "changed while it was processed") in str(res.error)
+    assert not (workspace / "processed").exists()  # the output is gone, and the folders made for it
