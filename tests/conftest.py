@@ -17,6 +17,12 @@ SAMPLES = REPO / "sample_media"
 CORPUS = REPO.parent / "shared" / "corpus"
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """In CI (CI=true) the shared corpus must be there: a run without it would pass on ~90 skips."""
+    if os.environ.get("CI") == "true" and not CORPUS.is_dir():
+        raise pytest.UsageError(f"CI=true but the shared corpus is missing at {CORPUS} (../shared/corpus)")
+
+
 @pytest.fixture
 def corpus() -> Path:
     if not CORPUS.is_dir():
