@@ -95,6 +95,12 @@ class RetryableError(MediaWorkerError):
     kind = "retryable"
 
 
+class WorkspaceFullError(RetryableError):
+    """No space (or quota) left on the workspace writing an output; retrying after space is freed helps."""
+
+    kind = "workspace_full"
+
+
 class BusyError(RetryableError):
     """Another worker holds this source's lease: it is being processed; retry later."""
 

@@ -20,12 +20,19 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path, PurePosixPath
 from types import TracebackType
 
-from config.errors import BadInputError, PathError, RetryableError, WorkspaceNotWritableError
+from config.errors import (
+    BadInputError,
+    PathError,
+    RetryableError,
+    WorkspaceFullError,
+    WorkspaceNotWritableError,
+)
 from config.layout import MAX_KEY_BYTES
 
 _WRITE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC
 _READ_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC
 _DENIED = (errno.EACCES, errno.EPERM, errno.EROFS)
+_FULL = (errno.ENOSPC, errno.EDQUOT)
 
 
 def not_writable(folder: Path, exc: OSError | None = None) -> WorkspaceNotWritableError:
@@ -97,7 +104,15 @@ class OutputFile:
         view = memoryview(data)
         self._sha.update(view)
         while view:
-            n = os.write(self._fd, view)
+            try:
+                n = os.write(self._fd, view)
+            except OSError as exc:
+                if exc.errno in _FULL:
+                    raise WorkspaceFullError(
+                        f"the workspace is full writing {self.relpath} ({exc.strerror}); free space or raise "
+                        "the quota, then retry"
+                    ) from None
+                raise
             view = view[n:]
             self.size += n
 
