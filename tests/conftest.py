@@ -47,6 +47,15 @@ def add_samples(ws: Path, *names: str, folder: str = "in") -> list[str]:
     return rels
 
 
+def tool(name: str) -> str:
+    """A dev tool installed in this venv (or on PATH); fails, naming it, when it is missing."""
+    path = Path(sys.executable).parent / name
+    found = str(path) if path.exists() else shutil.which(name)
+    if not found:
+        pytest.fail(f"{name} is not installed (dev dependency; `make test` installs it)")
+    return found
+
+
 def cli_env(**extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("MEDIA_WORKER_")}
     env.update(extra)

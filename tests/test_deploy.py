@@ -18,9 +18,7 @@ import importlib.util
 import json
 import os
 import re
-import shutil
 import subprocess
-import sys
 import tomllib
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -32,7 +30,7 @@ from unittest import mock
 
 import pytest
 import yaml
-from conftest import REPO
+from conftest import REPO, tool
 from lambda_support import EVENTS, render
 
 from pipelines.engine import rules_in_force
@@ -40,7 +38,6 @@ from pipelines.registry import load_registry
 
 TEMPLATE = REPO / "template.yaml"
 SAMCONFIG = REPO / "samconfig.toml"
-BIN = Path(sys.executable).parent
 SAM_VENV = REPO / ".venv-sam"
 PSEUDO = {
     "AWS::Partition": "aws",
@@ -48,13 +45,6 @@ PSEUDO = {
     "AWS::AccountId": "123456789012",
     "AWS::URLSuffix": "amazonaws.com",
 }
-
-
-def tool(name: str) -> str:
-    path = BIN / name if (BIN / name).exists() else shutil.which(name)
-    if not path:
-        pytest.fail(f"{name} is not installed (dev dependency; `make test` installs it)")
-    return str(path)
 
 
 def sam_venv(name: str) -> str:

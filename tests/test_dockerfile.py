@@ -7,23 +7,12 @@ import glob
 import importlib
 import json
 import re
-import shutil
 import subprocess
-import sys
 from pathlib import Path
 
-import pytest
-from conftest import REPO
+from conftest import REPO, tool
 
 DOCKERFILE = REPO / "Dockerfile"
-BIN = Path(sys.executable).parent
-
-
-def tool(name: str) -> str:
-    path = BIN / name if (BIN / name).exists() else shutil.which(name)
-    if not path:
-        pytest.fail(f"{name} is not installed (dev dependency; `make test` installs it)")
-    return str(path)
 
 
 def hadolint(path: Path) -> subprocess.CompletedProcess[str]:
