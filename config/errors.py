@@ -101,6 +101,13 @@ class WorkspaceFullError(RetryableError):
     kind = "workspace_full"
 
 
+class ScratchFullError(RetryableError):
+    """No space left in the local scratch folder (``TMPDIR``; on Lambda ``/tmp``, sized by the function's
+    ephemeral storage); retrying (elsewhere, or after space is freed) helps."""
+
+    kind = "scratch_full"
+
+
 class BusyError(RetryableError):
     """Another worker holds this source's lease: it is being processed; retry later."""
 

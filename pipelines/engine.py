@@ -10,10 +10,11 @@ is written.  The engine raises nothing for a per-file problem: it returns a
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
-import shutil
+import re
 import tempfile
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -29,6 +30,9 @@ from config.errors import (
     MediaWorkerError,
     MissingDependencyError,
     RetryableError,
+    ScratchFullError,
+    ToolFailedError,
+    WorkspaceFullError,
 )
 from config.layout import relative_url
 from config.logs import get_logger
@@ -38,6 +42,7 @@ from pipelines import manifest
 from pipelines.lease import Lease
 from pipelines.mount import Workspace, clean_relpath
 from pipelines.registry import Registry, load_registry
+from pipelines.scratch import Scratch, sweep
 from pipelines.spec import OutputRecord, Pipeline, PlannedOutput, SourceInfo
 from pipelines.triage import Verdict, triage
 
@@ -105,13 +110,13 @@ class _Job:
     bytes_read: int = 0
     progress: ProgressCallback | None = None
     _data: bytes | None = None
-    _scratch: Path | None = None
+    _scratch: Scratch | None = None
 
     @property
     def scratch_dir(self) -> Path:
         if self._scratch is None:
-            self._scratch = Path(tempfile.mkdtemp(prefix="media-worker-"))
-        return self._scratch
+            self._scratch = Scratch()
+        return self._scratch.path
 
     def read_source(self) -> bytes:
         if self._data is None:
@@ -183,8 +188,89 @@ class _Job:
             if removed:
                 log.info("deleted %d partial output(s) of %s", len(removed), self.source.relpath)
         if self._scratch is not None:
-            shutil.rmtree(self._scratch, ignore_errors=True)
+            self._scratch.remove()
             self._scratch = None
+
+
+_NO_SPACE = re.compile(r"No space left on device|Disk quota exceeded", re.IGNORECASE)
+
+
+def out_of_space(exc: BaseException, workspace: Path) -> MediaWorkerError | None:
+    """A write that ran out of disk (ours, or a tool's), as the error naming the full file system: the
+    workspace (:class:`WorkspaceFullError`) or the local scratch folder (:class:`ScratchFullError`).
+    None for anything else.  Tools say only "No space left on device", so the file systems are asked."""
+    if isinstance(exc, (WorkspaceFullError, ScratchFullError)):
+        return None
+    if isinstance(exc, OSError):
+        if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
+            return None
+        said = True
+    elif type(exc) is ToolFailedError:
+        said = bool(_NO_SPACE.search(f"{exc.message}\n{exc.detail or ''}"))
+    else:
+        return None
+    scratch = Path(tempfile.gettempdir())
+    ws, tmp = _space(workspace), _space(scratch)
+    if ws is None or tmp is None:
+        return None
+    if not said and not (ws.full or tmp.full):
+        return None  # a tool failed for another reason
+    what = str(exc).splitlines()[0][:300]
+    detail = exc.detail if isinstance(exc, MediaWorkerError) else None
+    if _on_workspace(exc, workspace, scratch, ws, tmp):
+        return WorkspaceFullError(
+            f"the workspace is full: {ws} ({what}); free space or raise the quota, then retry", detail=detail
+        )
+    return ScratchFullError(
+        f"the local scratch folder {scratch} (TMPDIR) is full: {tmp} ({what}); on Lambda raise the "
+        "function's ephemeral storage, or lower transcode.local_copy_max_bytes, then retry",
+        detail=detail,
+    )
+
+
+def _on_workspace(exc: BaseException, workspace: Path, scratch: Path, ws: _Space, tmp: _Space) -> bool:
+    """Which file system ran out: the failed write's own path if the error names one; else the one that
+    is full now (a pipeline may already have removed what it wrote to scratch; the worker's own workspace
+    writes are mapped where they happen, so an unnamed error of ours is a scratch write)."""
+    if ws.device == tmp.device:
+        return True
+    name = getattr(exc, "filename", None)
+    if isinstance(name, (str, os.PathLike)):
+        real = os.path.realpath(name)
+        for root, answer in ((workspace, True), (scratch, False)):
+            if real.startswith(os.path.realpath(root).rstrip("/") + "/"):
+                return answer
+    if ws.full != tmp.full:
+        return ws.full
+    if isinstance(exc, OSError):
+        return False
+    return ws.free_fraction <= tmp.free_fraction
+
+
+@dataclass(frozen=True)
+class _Space:
+    device: int
+    free: int
+    total: int
+
+    @property
+    def free_fraction(self) -> float:
+        return self.free / self.total if self.total else 0.0
+
+    @property
+    def full(self) -> bool:
+        return self.free < (1 << 20) or self.free_fraction < 0.01
+
+    def __str__(self) -> str:
+        return f"{self.free / 2**20:.1f} MiB free of {self.total / 2**20:.1f} MiB"
+
+
+def _space(folder: Path) -> _Space | None:
+    try:
+        st = os.statvfs(folder)
+        return _Space(os.stat(folder).st_dev, st.f_bavail * st.f_frsize, st.f_blocks * st.f_frsize)
+    except OSError:
+        return None
 
 
 def group_pipelines(pipelines: Sequence[Pipeline]) -> list[tuple[Pipeline, list[Pipeline]]]:
@@ -219,6 +305,7 @@ class Engine:
         self.registry = registry if registry is not None else load_registry()
         self.rules = rules_in_force(settings, self.registry)
         self.ws = Workspace(settings.workspace, read_block=settings.read_block_bytes)
+        sweep()  # scratch folders of jobs that were killed (on Lambda, /tmp outlives the process)
 
     # -- selection -----------------------------------------------------------------------------
     def triage(self, relpath: str, pipelines: Sequence[str] | None = None) -> Verdict:
@@ -304,12 +391,14 @@ class Engine:
         held: list[Lease] = []  # the source's lease, once taken; released after the clean-up
         try:
             self._process(relpath, pipelines, meta, Deadline.of(deadline), result, started, held, progress)
-        except MediaWorkerError as exc:
-            result.status = "timeout" if isinstance(exc, JobTimeoutError) else "failed"
-            result.error, result.error_kind, result.retryable = str(exc), exc.kind, exc.retryable
-        except Exception as exc:  # a bug or an unexpected library error: still a per-file failure
-            log.exception("internal error on %s", relpath)
-            result.error, result.error_kind = f"internal error: {type(exc).__name__}: {exc}", "internal"
+        except Exception as exc:
+            known = out_of_space(exc, self.ws.root) or exc
+            if isinstance(known, MediaWorkerError):
+                result.status = "timeout" if isinstance(known, JobTimeoutError) else "failed"
+                result.error, result.error_kind, result.retryable = str(known), known.kind, known.retryable
+            else:  # a bug or an unexpected library error: still a per-file failure
+                log.exception("internal error on %s", relpath)
+                result.error, result.error_kind = f"internal error: {type(exc).__name__}: {exc}", "internal"
         finally:
             for job in started:
                 job.cleanup(delete_outputs=result.status in ("failed", "timeout"))

@@ -26,6 +26,8 @@ from pipelines.spec import Pipeline, PlannedOutput
 SCRATCH_CLEANUPS = {
     ("pipelines/_exec/tesseract.py", "recognize"): "tesseract's txt/tsv/pdf next to the scratch page image",
     ("pipelines/ocr_pages.py", "_ocr_page"): "the page image in the job's scratch folder",
+    ("pipelines/scratch.py", "remove"): "the job's own scratch folder (TMPDIR), when the job ends",
+    ("pipelines/scratch.py", "sweep"): "scratch folders (TMPDIR) of jobs that died, their flock free",
 }
 ENGINE_ONLY = {"pipelines/engine.py", "pipelines/mount.py"}  # the engine and the only code opening files
 DELETERS = {"unlink", "rmdir", "rmtree", "removedirs"}  # method or function names that delete
