@@ -148,6 +148,28 @@ class TranscodeSettings(Section):
     sprite_columns: int = Field(default=10, ge=1, le=100, description="Tiles per row.")
     sprite_max_tiles: int = Field(default=100, ge=1, le=10_000, description="Tiles in the sheet at most.")
     sprite_jpeg_quality: int = Field(default=75, ge=1, le=95, description="JPEG quality of the sheet.")
+    # -- HDR sources (phone video: HLG, PQ) -------------------------------------------------------
+    hdr_to_sdr: bool = Field(
+        default=True,
+        description="Tone-map HDR sources (PQ/HDR10, HLG) to SDR BT.709 for the H.264 ladder, posters and "
+        "the storyboard, in the same decode. Off: HDR pixels are scaled as if SDR (washed out).",
+    )
+    hdr_reference_white_nits: float = Field(
+        default=203.0, ge=80, le=1000, description="HDR level shown as SDR white (BT.2408: 203 cd/m2)."
+    )
+    hdr_peak_nits: float = Field(
+        default=1000.0,
+        ge=100,
+        le=10000,
+        description="Peak assumed for a PQ source without MaxCLL/mastering metadata (phones master "
+        "at about 1,000 cd/m2).",
+    )
+    hdr_rung: bool = Field(
+        default=False,
+        description="Also write an HDR rendition (variant 'hdr'): HEVC Main 10 at the top rung's size with "
+        "the source's HDR tags, for players that show HDR. Only for HDR sources; not in HLS.",
+    )
+    hdr_crf: int = Field(default=24, ge=0, le=51, description="x265 CRF of the HDR rendition.")
     # -- limits and safety ----------------------------------------------------------------------
     max_duration_seconds: float = Field(
         default=4 * 3600, gt=0, description="Longer sources fail cleanly (a per-file error)."
@@ -221,6 +243,8 @@ class TranscodeSettings(Section):
 
     def rendition_variants(self) -> list[tuple[str, str]]:
         out = [(r.name, "mp4") for r in self.ladder]
+        if self.hdr_rung:
+            out.append(("hdr", "mp4"))
         if self.hls:
             out += [(f"hls-{r.name}", "m3u8") for r in self.ladder]
             out += [(f"hls-{r.name}", "m4s") for r in self.ladder]

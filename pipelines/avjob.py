@@ -31,6 +31,7 @@ from pathlib import Path
 from config.errors import BadInputError, MissingDependencyError
 from config.logs import get_logger
 from config.settings import Settings
+from config.transcode import TranscodeSettings
 from pipelines import avplan
 from pipelines._exec import ffmpeg as ff
 from pipelines._exec.probe import MediaInfo, probe, pyav_version
@@ -65,6 +66,7 @@ AUDIO_INPUTS = {
     "wma": "audio/x-ms-wma",
 }
 VIDEO_SUFFIXES = frozenset(VIDEO_INPUTS)
+HLG_NOMINAL_PEAK_NITS = 1000.0  # BT.2100's HLG reference display
 
 
 @dataclass(frozen=True)
@@ -78,6 +80,7 @@ class Decode:
     whitelist: tuple[str, ...]  # demuxers ffmpeg may open
     limit_seconds: float | None  # transcode.max_output_seconds
     threads: int
+    tonemap: ff.ToneMap | None = None  # an HDR source made SDR once, before the split (hdr_to_sdr)
 
 
 @dataclass(frozen=True)
@@ -107,6 +110,12 @@ class Branch(ABC):
         return 0
 
     @property
+    def hdr_taps(self) -> int:
+        """Copies of the decoded video it takes before tone mapping (an HDR rendition of an HDR source);
+        they follow its :attr:`video_taps` copies in :meth:`outputs`."""
+        return 0
+
+    @property
     def uses_audio(self) -> bool:
         """Whether any of its outputs takes the decoded audio."""
         return False
@@ -130,8 +139,9 @@ class Branch(ABC):
     def outputs(
         self, video: Sequence[ff.Stream], audio: ff.Stream | None, opts: ff.OutputOptions
     ) -> list[ff.Output]:
-        """Its ffmpeg outputs: ``video`` holds its :attr:`video_taps` copies of the decoded video,
-        ``audio`` the decoded audio (None if it did not ask or the source has none)."""
+        """Its ffmpeg outputs: ``video`` holds its :attr:`video_taps` copies of the decoded video (SDR:
+        tone-mapped if the source is HDR), then its :attr:`hdr_taps` untouched copies; ``audio`` the
+        decoded audio (None if it did not ask or the source has none)."""
 
     @abstractmethod
     def finish(self, job: Job, result: ff.RunResult) -> None:
@@ -191,7 +201,16 @@ def run_group(job: Job, pipelines: Sequence[FfmpegPipeline]) -> None:
     if info.video is None and info.audio is None:
         raise BadInputError("no audio or video stream")
 
-    decode = Decode(tool, src, info, whole, tuple(t.allowed_demuxers()), t.max_output_seconds, t.threads)
+    decode = Decode(
+        tool,
+        src,
+        info,
+        whole,
+        tuple(t.allowed_demuxers()),
+        t.max_output_seconds,
+        t.threads,
+        tonemap_for(info, t),
+    )
     branches = [b for p in pipelines if (b := p.branch(job, decode)) is not None]
     if not branches:
         return  # e.g. video_thumbnails alone on an audio-only file: nothing to make
@@ -233,18 +252,40 @@ def command(decode: Decode, branches: Sequence[Branch]) -> list[str]:
         limit_seconds=None if seek else decode.limit_seconds,
     )
     wants_audio = info.audio is not None and any(b.uses_audio for b in branches)
-    taps, audio = ff.open_input(
+    taps, hdr, audio = ff.open_input(
         inp,
         video=info.video.index if info.video else None,
         video_taps=sum(b.video_taps for b in branches),
         audio=info.audio.index if wants_audio and info.audio else None,
+        tonemap=decode.tonemap,
+        hdr_taps=sum(b.hdr_taps for b in branches),
     )
     opts = ff.OutputOptions(threads=decode.threads, stereo=info.audio is not None and info.audio.channels > 2)
     outputs = []
     for b in branches:
         mine, taps = taps[: b.video_taps], taps[b.video_taps :]
-        outputs += b.outputs(mine, audio, opts)
+        raw, hdr = hdr[: b.hdr_taps], hdr[b.hdr_taps :]
+        outputs += b.outputs([*mine, *raw], audio, opts)
     return ff.command(decode.tool, outputs)
+
+
+def tonemap_for(info: MediaInfo, t: TranscodeSettings) -> ff.ToneMap | None:
+    """How to make this source SDR: None for SDR sources (their commands do not change) or when
+    ``transcode.hdr_to_sdr`` is off.  PQ's peak is the stream's MaxCLL / mastering peak, else
+    ``hdr_peak_nits``; HLG is relative, with a nominal 1,000 cd/m2 peak (BT.2100)."""
+    v = info.video
+    if v is None or v.color.hdr is None or not t.hdr_to_sdr:
+        return None
+    c = v.color
+    peak = (c.peak_nits or t.hdr_peak_nits) if c.hdr == "pq" else HLG_NOMINAL_PEAK_NITS
+    return ff.ToneMap(
+        transfer=c.transfer or "",
+        primaries=c.primaries or "bt2020",
+        matrix=c.matrix or "bt2020nc",
+        full_range=c.full_range,
+        reference_white_nits=t.hdr_reference_white_nits,
+        peak_nits=peak,
+    )
 
 
 def _seek(decode: Decode, branches: Sequence[Branch]) -> Seek | None:

@@ -12,6 +12,7 @@ normalized mode), :func:`fit_sizes` (each size derived from the next larger one)
 from __future__ import annotations
 
 import contextlib
+import functools
 import io
 import re
 import struct
@@ -25,7 +26,7 @@ from config.errors import BadInputError
 Box = tuple[int, int]
 
 # Formats we are willing to decode.  Deliberately short: no EPS (runs Ghostscript), no exotic
-# fuzz-prone plugins.  JPEG includes MPO; "HEIF" counts only once pillow-heif has registered it.
+# fuzz-prone plugins.  JPEG includes MPO; "HEIF" is pi-heif's plug-in (:func:`_register_heif`).
 _OPEN_FORMATS = ("JPEG", "PNG", "GIF", "WEBP", "TIFF", "BMP", "DIB", "ICO", "AVIF", "HEIF")
 _JPEG_FORMATS = frozenset({"JPEG", "MPO"})
 _SWAPPED_ORIENTATIONS = frozenset({5, 6, 7, 8})  # transpose / rotate 90: displayed w, h = stored h, w
@@ -75,6 +76,7 @@ def open_image(data: bytes, *, max_pixels: int) -> Image.Image:
     # Pillow's own bomb check (an error above 2x this) must not cap a higher limit of ours
     Image.MAX_IMAGE_PIXELS = max(max_pixels, _PILLOW_MAX_PIXELS)
     Image.init()
+    _register_heif()
     formats = [f for f in _OPEN_FORMATS if f in Image.OPEN]
     try:
         im = Image.open(io.BytesIO(data), formats=formats)
@@ -86,6 +88,24 @@ def open_image(data: bytes, *, max_pixels: int) -> Image.Image:
         raise BadInputError(f"cannot read image header: {_describe(exc)}", detail=repr(exc)) from exc
     _check_pixels(im.size, max_pixels)
     return im
+
+
+@functools.cache
+def _register_heif() -> bool:
+    """Register pi-heif's HEIF/HEIC opener with Pillow, once, on first use (it is not imported at start).
+
+    pi-heif is the decode-only build of pillow-heif (libheif + libde265, LGPL-3.0; no x265, which is GPL).
+    It opens the primary image (the one a phone shows; a burst's or sequence's other images are ignored),
+    applies the HEIF transforms (irot/imir) while decoding and resets EXIF orientation to 1, so the
+    orientation is applied once; 10/12-bit images come out 8-bit; an embedded ICC profile is in
+    ``info['icc_profile']``.  Thumbnails, depth and auxiliary images are not decoded.
+    """
+    try:
+        import pi_heif
+    except ImportError:  # HEIF stays unknown: "cannot identify image format"
+        return False
+    pi_heif.register_heif_opener(thumbnails=False, depth_images=False, aux_images=False)
+    return True
 
 
 def _check_pixels(size: Box, max_pixels: int) -> None:

@@ -36,6 +36,8 @@ IMAGE_INPUTS = {
     "bmp": "image/bmp",
     "webp": "image/webp",
     "gif": "image/gif",
+    "heic": "image/heic",  # a phone's photo of a document (decoded by pi-heif)
+    "heif": "image/heif",
 }
 PDF_INPUTS = {"pdf": "application/pdf"}
 PDF_SUFFIXES = frozenset(PDF_INPUTS)

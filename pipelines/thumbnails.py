@@ -44,7 +44,14 @@ class ThumbnailPipeline(Pipeline):
     def tool_versions(self) -> dict[str, str]:
         import PIL
 
-        return {"pillow": PIL.__version__}
+        versions = {"pillow": PIL.__version__}
+        try:
+            import pi_heif  # the HEIC/HEIF decoder (pipelines.imaging registers it on first use)
+
+            versions.update({"pi-heif": pi_heif.__version__, "libheif": pi_heif.libheif_version()})
+        except ImportError:
+            pass
+        return versions
 
     def settings_fingerprint(self, settings: Settings) -> Any:
         return {

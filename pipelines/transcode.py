@@ -70,7 +70,8 @@ class TranscodePipeline(FfmpegPipeline):
             fps = min(v.fps or 30.0, t.max_fps)
             if v.fps and v.fps > t.max_fps + 0.01:
                 b.fps_cap = t.max_fps
-            for size in avplan.ladder(v, t.ladder):
+            sizes = avplan.ladder(v, t.ladder)
+            for size in sizes:
                 level = avplan.h264_level(size.width, size.height, fps)
                 mp4 = job.output_path(NAME, size.rung.name, ext="mp4")
                 b.renditions.append(
@@ -85,12 +86,25 @@ class TranscodePipeline(FfmpegPipeline):
                         max_kbps=size.rung.max_kbps,
                         gop_seconds=t.gop_seconds,
                         audio_kbps=t.video_audio_kbps if a is not None else None,
+                        bt709_tags=decode.tonemap is not None,
                     )
                 )
                 if t.hls:  # remuxed from the MP4 afterwards: no second encode
                     b.hls.append(
                         _hls_rung(job, size, mp4, avplan.codecs_string(t.profile, level, a is not None))
                     )
+            if t.hdr_rung and v.color.hdr is not None and sizes:
+                top = sizes[0]
+                b.hdr = ff.HdrOut(
+                    width=top.width,
+                    height=top.height,
+                    path=job.output_path(NAME, "hdr", ext="mp4"),
+                    crf=t.hdr_crf,
+                    preset=t.preset,
+                    color=v.color,
+                    gop_seconds=t.gop_seconds,
+                    audio_kbps=t.video_audio_kbps if a is not None else None,
+                )
         if a is not None and (v is None or t.audio_from_video):
             for kind in t.audio_outputs:
                 kbps = {"aac": t.aac_kbps, "opus": t.opus_kbps, "mp3": t.mp3_kbps}[kind]
@@ -100,7 +114,7 @@ class TranscodePipeline(FfmpegPipeline):
             if t.loudnorm:
                 path = job.output_path(NAME, "loudnorm", ext="m4a")
                 b.audios.append(ff.AudioOut("aac", "mp4", t.aac_kbps, path, loudnorm_lufs=t.loudnorm_lufs))
-        return b if b.renditions or b.audios else None
+        return b if b.renditions or b.audios or b.hdr else None
 
 
 @dataclass(frozen=True)
@@ -121,14 +135,20 @@ class TranscodeBranch(Branch):
     audios: list[ff.AudioOut] = field(default_factory=list)
     hls: list[HlsRung] = field(default_factory=list)
     fps_cap: float | None = None  # only when the source is faster than transcode.max_fps
+    hdr: ff.HdrOut | None = None  # transcode.hdr_rung, for an HDR source
 
     @property
     def video_taps(self) -> int:
         return 1 if self.renditions else 0
 
     @property
+    def hdr_taps(self) -> int:
+        return 1 if self.hdr is not None else 0
+
+    @property
     def uses_audio(self) -> bool:
-        return bool(self.audios) or any(v.audio_kbps for v in self.renditions)
+        hdr_audio = self.hdr is not None and bool(self.hdr.audio_kbps)
+        return bool(self.audios) or any(v.audio_kbps for v in self.renditions) or hdr_audio
 
     @property
     def frame_rate(self) -> float | None:
@@ -139,7 +159,8 @@ class TranscodeBranch(Branch):
 
     @property
     def files(self) -> list[Path]:
-        return [v.path for v in self.renditions] + [a.path for a in self.audios]
+        hdr = [self.hdr.path] if self.hdr is not None else []
+        return [v.path for v in self.renditions] + hdr + [a.path for a in self.audios]
 
     def outputs(
         self, video: Sequence[ff.Stream], audio: ff.Stream | None, opts: ff.OutputOptions
@@ -147,6 +168,8 @@ class TranscodeBranch(Branch):
         outputs = []
         if self.renditions:
             outputs += ff.renditions(video[0], audio, self.renditions, fps_cap=self.fps_cap, opts=opts)
+        if self.hdr is not None:
+            outputs.append(ff.hdr_rendition(video[self.video_taps], audio, self.hdr, opts))
         for out in self.audios:
             assert audio is not None  # uses_audio asked for it; the branch has audio files only with audio
             outputs.append(ff.audio_file(audio, out, opts))

@@ -52,11 +52,15 @@ def podman(*args: str, check: bool = True, timeout: float = 300) -> subprocess.C
     return res
 
 
-def in_image(*cmd: str, user: str = f"{UID}:{UID}") -> subprocess.CompletedProcess[str]:
-    """Run a command in the image with the Lambda-like restrictions (read-only root, tmpfs /tmp)."""
+def in_image(
+    *cmd: str, user: str = f"{UID}:{UID}", workspace: Path | None = None
+) -> subprocess.CompletedProcess[str]:
+    """Run a command in the image with the Lambda-like restrictions (read-only root, tmpfs /tmp),
+    ``workspace`` (if given) bind-mounted at /mnt/workspace."""
+    volume = ["-v", f"{workspace}:/mnt/workspace"] if workspace is not None else []
     return podman(
         "run", "--rm", *ULIMITS, "--network", "none", "--read-only", "--tmpfs", "/tmp:rw,mode=1777",
-        "--user", user, "--entrypoint", cmd[0], IMAGE, *cmd[1:], check=False,
+        *volume, "--user", user, "--entrypoint", cmd[0], IMAGE, *cmd[1:], check=False,
     )  # fmt: skip
 
 
@@ -229,6 +233,30 @@ def test_read_only_root_and_demo() -> None:
     assert "failed" not in out and "internal error" not in out, out
     res = in_image("touch", "/var/task/x")
     assert res.returncode != 0 and "Read-only file system" in res.stderr
+
+
+def test_heic_is_decoded_in_the_image_by_a_decode_only_libheif(tmp_path: Path) -> None:
+    """A rotated iPhone-style HEIC (made here with pillow-heif's encoder) becomes upright thumbnails
+    inside the image; the image's libheif has no encoder (no x265) and pillow-heif is not in it."""
+    from test_heic import heic, patched
+
+    ws = tmp_path / "ws"
+    (ws / "DCIM").mkdir(parents=True)
+    (ws / "DCIM/IMG 0001.HEIC").write_bytes(heic(patched(), exif_orientation=6))
+    for p in [ws, *ws.rglob("*")]:
+        os.chown(p, UID, UID)
+    res = in_image("media-worker", "run", "-w", "/mnt/workspace", "--json", "DCIM", workspace=ws)
+    assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-2000:]
+    (r,) = [json.loads(line) for line in res.stdout.splitlines() if line.startswith("{")]
+    assert r["status"] == "ok", r
+    check_thumbnails(ws, "DCIM/IMG 0001.HEIC", (400, 600))  # portrait: the rotation applied once
+    script = (
+        "import importlib.util, json, pi_heif; info = pi_heif.libheif_info(); "
+        "print(json.dumps({'encoders': info.get('encoders'), 'HEIF': info.get('HEIF'), "
+        "'pillow_heif': importlib.util.find_spec('pillow_heif') is not None}))"
+    )
+    doc = json.loads(in_image("/opt/venv/bin/python", "-c", script).stdout)
+    assert "x265" not in doc["encoders"] and not doc["HEIF"] and doc["pillow_heif"] is False, doc
 
 
 # -- the Lambda flow under the emulator ---------------------------------------------------------------

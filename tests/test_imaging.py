@@ -48,7 +48,7 @@ EXPECTED_GOOD = {
 }  # fmt: skip
 if features.check("avif"):
     EXPECTED_GOOD |= {"hopper.avif", "rot1mir0.avif"}
-# hopper.heif renders only with the optional pillow-heif plugin, so it may go either way.
+EXPECTED_GOOD |= {"hopper.heif"}  # decoded by pi-heif (a runtime dependency)
 
 
 def corpus_files() -> list[object]:

@@ -173,6 +173,56 @@ class VideoOut:
     max_kbps: int
     gop_seconds: float
     audio_kbps: int | None  # None: no audio
+    bt709_tags: bool = False  # tag the stream BT.709 (set when the source was tone-mapped from HDR)
+
+
+@dataclass(frozen=True)
+class HdrOut:
+    """The optional HDR rendition: HEVC Main 10 in fragmented MP4, the source's colour tags kept."""
+
+    width: int
+    height: int
+    path: Path
+    crf: int
+    preset: str
+    color: Any  # probe.Color of the source (transfer, primaries, matrix)
+    gop_seconds: float
+    audio_kbps: int | None
+
+
+@dataclass(frozen=True)
+class ToneMap:
+    """HDR (PQ or HLG) to SDR BT.709, applied once to the decoded video, before it is split.
+
+    In linear light: the source's transfer is undone with ``reference_white_nits`` (BT.2408: 203) as 1.0,
+    so SDR-range content keeps its brightness; BT.2020 primaries become BT.709; then ffmpeg's ``tonemap``
+    (mobius: linear below its knee, highlights rolled off up to ``peak_nits``); then BT.709 transfer and
+    matrix, limited range, 8-bit 4:2:0.  See docs/transcode.md ("HDR sources") for the choices.
+    """
+
+    transfer: str  # "smpte2084" | "arib-std-b67"
+    primaries: str
+    matrix: str
+    full_range: bool
+    reference_white_nits: float
+    peak_nits: float
+    operator: str = "mobius"
+    knee: float = 0.5
+
+    def apply(self, video: Stream) -> Stream:
+        linear = video.filter(
+            "zscale",
+            tin=self.transfer,
+            pin=self.primaries,
+            min=self.matrix,
+            rin="full" if self.full_range else "limited",
+            t="linear",
+            npl=f"{self.reference_white_nits:g}",
+        )
+        s = linear.filter("format", "gbrpf32le").filter("zscale", p="bt709")
+        peak = max(1.0, self.peak_nits / self.reference_white_nits)
+        s = s.filter("tonemap", tonemap=self.operator, param=f"{self.knee:g}", desat=0, peak=f"{peak:.3f}")
+        return s.filter("zscale", t="bt709", m="bt709", r="limited").filter("format", "yuv420p")
 
 
 @dataclass(frozen=True)
@@ -273,22 +323,41 @@ def input_options(inp: Input) -> dict[str, Any]:
 
 
 def open_input(
-    inp: Input, *, video: int | None, video_taps: int, audio: int | None
-) -> tuple[list[Stream], Stream | None]:
-    """The decoded video in ``video_taps`` copies (one ``split``: one decode for every user) and the
-    decoded audio (mapped into every output that wants it)."""
+    inp: Input,
+    *,
+    video: int | None,
+    video_taps: int,
+    audio: int | None,
+    tonemap: ToneMap | None = None,
+    hdr_taps: int = 0,
+) -> tuple[list[Stream], list[Stream], Stream | None]:
+    """The decoded video in ``video_taps`` copies (one ``split``: one decode for every user), tone-mapped
+    once before the split when ``tonemap`` is given, plus ``hdr_taps`` copies of the untouched HDR video;
+    and the decoded audio (mapped into every output that wants it)."""
     import ffmpeg
 
     node = ffmpeg.input(_url(inp.source), **input_options(inp))
     taps: list[Stream] = []
-    if video is not None and video_taps:
+    hdr: list[Stream] = []
+    if video is not None and (video_taps or hdr_taps):
         decoded = node[str(video)]
-        if video_taps > 1:
-            split = decoded.filter_multi_output("split", video_taps)
-            taps = [split.stream(i) for i in range(video_taps)]
-        else:
-            taps = [decoded]
-    return taps, node[str(audio)] if audio is not None else None
+        if hdr_taps and video_taps:
+            first = _split(decoded, hdr_taps + 1)
+            hdr, decoded = first[:hdr_taps], first[hdr_taps]
+        elif hdr_taps:
+            hdr, decoded = _split(decoded, hdr_taps), None
+        if decoded is not None and video_taps:
+            if tonemap is not None:
+                decoded = tonemap.apply(decoded)
+            taps = _split(decoded, video_taps)
+    return taps, hdr, node[str(audio)] if audio is not None else None
+
+
+def _split(stream: Stream, copies: int) -> list[Stream]:
+    if copies == 1:
+        return [stream]
+    split = stream.filter_multi_output("split", copies)
+    return [split.stream(i) for i in range(copies)]
 
 
 def _ladder(src: Stream, videos: Sequence[VideoOut], fps_cap: float | None) -> list[Stream]:
@@ -337,10 +406,41 @@ def video_rendition_args(out: VideoOut, opts: OutputOptions, *, with_audio: bool
         "bufsize": f"{2 * out.max_kbps}k",
         "force_key_frames": f"expr:gte(t,n_forced*{out.gop_seconds:g})",
     }
+    if out.bt709_tags:
+        args.update(colorspace="bt709", color_primaries="bt709", color_trc="bt709", color_range="tv")
     if with_audio:
         args.update({"c:a": "aac", "b:a": f"{out.audio_kbps}k", **opts.audio()})
     args.update(f="mp4", movflags="+frag_keyframe+empty_moov+default_base_moof", pkt_size=MIB)
     return args
+
+
+def hdr_rendition(video: Stream, audio: Stream | None, out: HdrOut, opts: OutputOptions) -> Output:
+    """The HDR rendition from a copy of the untouched decoded video: HEVC Main 10 (``hvc1``, as Apple
+    players want it), the source's transfer, primaries and matrix tags (HDR10 metadata passed on by
+    ffmpeg), AAC, fragmented MP4."""
+    import ffmpeg
+
+    c = out.color
+    s = video.filter("scale", out.width, out.height, flags="bicubic").filter("setsar", "1")
+    s = s.filter("format", "yuv420p10le")
+    args: dict[str, Any] = {
+        **opts.common(),
+        "c:v": "libx265",
+        "preset": out.preset,
+        "crf": out.crf,
+        "tag:v": "hvc1",
+        "x265-params": f"log-level=error:keyint={max(1, round(out.gop_seconds * 30))}",
+        "color_trc": c.transfer,
+        "color_primaries": c.primaries or "bt2020",
+        "colorspace": c.matrix or "bt2020nc",
+        "color_range": "tv",
+    }
+    streams = [s]
+    if audio is not None and out.audio_kbps:
+        streams.append(audio)
+        args.update({"c:a": "aac", "b:a": f"{out.audio_kbps}k", **opts.audio()})
+    args.update(f="mp4", movflags="+frag_keyframe+empty_moov+default_base_moof", pkt_size=MIB)
+    return ffmpeg.output(*streams, _url(out.path), **args)
 
 
 def renditions(

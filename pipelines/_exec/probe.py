@@ -9,6 +9,7 @@ as a video is refused here, before ffmpeg ever sees it.
 from __future__ import annotations
 
 import os
+import struct
 from collections.abc import Sequence
 from dataclasses import dataclass
 from fractions import Fraction
@@ -22,6 +23,43 @@ _ATTACHED_PIC = 0x400  # AV_DISPOSITION_ATTACHED_PIC: cover art shown as a "vide
 _ROTATION_PACKETS = 64  # packets demuxed at most to find the first frame's display rotation
 
 
+# FFmpeg's enum values (AVColorTransferCharacteristic, AVColorPrimaries, AVColorSpace, AVColorRange)
+TRC_PQ, TRC_HLG = 16, 18
+_TRC_NAMES = {
+    1: "bt709", 4: "bt470m", 5: "bt470bg", 6: "smpte170m", 7: "smpte240m", 8: "linear", 13: "iec61966-2-1",
+    14: "bt2020-10", 15: "bt2020-12", TRC_PQ: "smpte2084", TRC_HLG: "arib-std-b67",
+}  # fmt: skip
+_PRIMARIES_NAMES = {
+    1: "bt709", 5: "bt470bg", 6: "smpte170m", 7: "smpte240m", 9: "bt2020", 11: "smpte431", 12: "smpte432",
+}  # fmt: skip
+_MATRIX_NAMES = {
+    0: "gbr",
+    1: "bt709",
+    5: "bt470bg",
+    6: "smpte170m",
+    7: "smpte240m",
+    9: "bt2020nc",
+    10: "bt2020c",
+}
+
+
+@dataclass(frozen=True)
+class Color:
+    """A video stream's colour description, as ffmpeg names it (None: the stream does not say)."""
+
+    transfer: str | None = None  # e.g. "bt709", "smpte2084" (PQ), "arib-std-b67" (HLG)
+    primaries: str | None = None  # e.g. "bt709", "bt2020"
+    matrix: str | None = None  # e.g. "bt709", "bt2020nc"
+    full_range: bool = False
+    peak_nits: float | None = None  # HDR10: MaxCLL, else the mastering display's peak (first frame)
+
+    @property
+    def hdr(self) -> str | None:
+        """ "pq" or "hlg" for an HDR transfer (what phones record: HDR10/Dolby Vision 8.1 use PQ, iPhone
+        HLG with Dolby Vision 8.4 inside), else None."""
+        return {"smpte2084": "pq", "arib-std-b67": "hlg"}.get(self.transfer or "")
+
+
 @dataclass(frozen=True)
 class VideoStream:
     index: int
@@ -32,6 +70,7 @@ class VideoStream:
     display_height: int
     rotation: int  # degrees, as the display matrix says (0, 90, 180, 270)
     fps: float | None
+    color: Color = Color()
 
 
 @dataclass(frozen=True)
@@ -134,16 +173,24 @@ def _video(container: object, s: object, with_rotation: bool) -> VideoStream:
     dw, dh = w, h
     if sar and sar > 0 and sar != 1:
         dw = max(1, round(w * Fraction(sar)))
-    rotation = _rotation(container, s) if with_rotation else 0
+    rotation, peak = _first_frame(container, s) if with_rotation else (0, None)
     if rotation % 180 == 90:
         dw, dh = dh, dw
     rate = s.average_rate or s.guessed_rate
     fps = float(rate) if rate and 0 < rate < 1000 else None
-    return VideoStream(s.index, cc.name, w, h, dw, dh, rotation, fps)
+    color = Color(
+        transfer=_TRC_NAMES.get(int(cc.color_trc or 0)),
+        primaries=_PRIMARIES_NAMES.get(int(cc.color_primaries or 0)),
+        matrix=_MATRIX_NAMES.get(int(cc.colorspace)) if cc.colorspace not in (None, 2) else None,
+        full_range=int(cc.color_range or 0) == 2,
+        peak_nits=peak,
+    )
+    return VideoStream(s.index, cc.name, w, h, dw, dh, rotation, fps, color)
 
 
-def _rotation(container: object, s: object) -> int:
-    """Display rotation of the first decoded frame (PyAV exposes the display matrix on frames)."""
+def _first_frame(container: object, s: object) -> tuple[int, float | None]:
+    """Display rotation of the first decoded frame (PyAV exposes the display matrix on frames) and its
+    HDR peak luminance in nits (content light level MaxCLL, else the mastering display's maximum)."""
     import av
 
     assert isinstance(container, av.container.InputContainer) and isinstance(s, av.VideoStream)
@@ -153,10 +200,27 @@ def _rotation(container: object, s: object) -> int:
             if n >= _ROTATION_PACKETS:
                 break
             for frame in packet.decode():
-                return round(getattr(frame, "rotation", 0) or 0) % 360
+                return round(getattr(frame, "rotation", 0) or 0) % 360, _peak_nits(frame)
     except (av.FFmpegError, ValueError, MemoryError):
         pass  # undecodable start: ffmpeg will say so; assume no rotation here
-    return 0
+    return 0, None
+
+
+def _peak_nits(frame: object) -> float | None:
+    """MaxCLL (AVContentLightMetadata: two unsigned ints), else the mastering display's max luminance
+    (AVMasteringDisplayMetadata: max_luminance is the AVRational at byte 72, has_luminance at 84)."""
+    found: dict[str, bytes] = {}
+    for sd in getattr(frame, "side_data", ()):
+        found[str(getattr(sd.type, "name", sd.type))] = bytes(sd)
+    cll = found.get("CONTENT_LIGHT_LEVEL")
+    if cll is not None and len(cll) >= 8 and (max_cll := struct.unpack("=I", cll[:4])[0]) > 0:
+        return float(max_cll)
+    md = found.get("MASTERING_DISPLAY_METADATA")
+    if md is not None and len(md) >= 88:
+        num, den = struct.unpack("=ii", md[72:80])
+        if struct.unpack("=i", md[84:88])[0] and den > 0 and num > 0:
+            return num / den
+    return None
 
 
 def _reason(exc: Exception) -> str:
