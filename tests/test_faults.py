@@ -249,3 +249,38 @@ def test_time_budget_exhausted_mid_batch_stops_cleanly_and_the_continuation_fini
             expected.append(out["path"])
         expected.append(f"processed/_manifests/in/{name}.json")
     assert [f for f in files(workspace) if f.startswith("processed/")] == sorted(set(expected))
+
+
+def _processes_naming(text: str) -> list[int]:
+    found = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
+        except OSError:
+            continue
+        if text in cmdline and int(pid) != os.getpid():
+            found.append(int(pid))
+    return found
+
+
+def test_a_sigkilled_worker_takes_its_ffmpeg_with_it(workspace: Path) -> None:
+    """Tools run in their own session (so a stop reaches what they start), so a SIGKILL of the worker
+    alone (the OOM killer, ``kill -9``) would leave ffmpeg running, still writing outputs while a rerun
+    writes the same paths.  The kernel kills it with its parent (PR_SET_PDEATHSIG)."""
+    (workspace / "in").mkdir()
+    make_media(workspace / "in/long.mp4", "-c:v", "libx264", "-preset", "ultrafast", "-c:a", "aac",
+               seconds=30, size="640x480")  # fmt: skip
+    cmd = [sys.executable, "-m", "handlers.cli", "run", "-w", str(workspace), "--json", "-j", "1", "in"]
+    worker = subprocess.Popen(cmd, cwd=REPO, env=cli_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        end = time.monotonic() + 60
+        while not (tools := _processes_naming(f"{workspace}/processed/transcode")):
+            assert worker.poll() is None and time.monotonic() < end, "ffmpeg never started"
+            time.sleep(0.05)
+    finally:
+        worker.kill()  # the worker only, not its process group
+        worker.communicate(timeout=60)
+    end = time.monotonic() + 5
+    while (alive := [p for p in tools if Path(f"/proc/{p}").exists()]) and time.monotonic() < end:
+        time.sleep(0.05)
+    assert alive == [], "ffmpeg outlived the worker"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -125,35 +126,62 @@ def test_ffmpeg_pipelines_run_as_one_group() -> None:
     ]
 
 
-def test_an_ffmpeg_without_pkt_size_is_refused_or_skipped(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+DEBIAN_FFMPEG = "/usr/bin/ffmpeg"  # Debian 12's ffmpeg 5.1 (scripts/system-packages.txt, scope dev)
+
+
+def debian_ffmpeg() -> str:
+    if not Path(DEBIAN_FFMPEG).is_file():
+        pytest.fail(f"{DEBIAN_FFMPEG} missing: install Debian's ffmpeg package (`make test` does: scope dev)")
+    return DEBIAN_FFMPEG
+
+
+def test_debians_ffmpeg_is_refused_when_configured_and_skipped_on_path(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """Like Debian 12's ffmpeg 5.1: a real ffmpeg behind a wrapper that hides the file protocol's
-    pkt_size option (everything else is passed through to the real binary)."""
+    """The real Debian 12 ffmpeg 5.1: its file protocol has no pkt_size, so it is refused when configured
+    and skipped (for the shipped ffmpeg of imageio-ffmpeg) when found first on PATH."""
     from avtools import FFMPEG
 
     from config.errors import MissingDependencyError
     from pipelines._exec import ffmpeg as ff
 
-    bindir = tmp_path / "bin"
-    bindir.mkdir()
-    wrapper = bindir / "ffmpeg"
-    wrapper.write_text(
-        "#!/bin/sh\n"
-        f'if [ "$2" = "-h" ] && [ "$3" = "protocol=file" ]; then\n'
-        f'  "{FFMPEG}" "$@" | grep -v pkt_size; exit 0\nfi\n'
-        f'exec "{FFMPEG}" "$@"\n'
-    )
-    wrapper.chmod(0o755)
+    debian = debian_ffmpeg()
     ff.locate.cache_clear()
     try:
-        with pytest.raises(MissingDependencyError, match="no file-protocol option pkt_size"):
-            ff.locate(str(wrapper))
-        monkeypatch.setenv("PATH", f"{bindir}:/usr/bin:/bin")
+        with pytest.raises(MissingDependencyError, match=r"ffmpeg 5\.1.* no file-protocol option pkt_size"):
+            ff.locate(debian)
+        monkeypatch.setenv("PATH", "/usr/bin:/bin")
         with caplog.at_level("WARNING"):
             found = ff.locate(None)
         assert found.origin == "imageio-ffmpeg" and found.path == FFMPEG
-        assert any("skipping it" in r.message and str(wrapper) in r.message for r in caplog.records)
-        assert ff.locate(FFMPEG).origin == "config"  # the real one, configured, is fine
+        assert any("skipping it" in r.message and debian in r.message for r in caplog.records)
+        assert ff.locate(FFMPEG).origin == "config"  # the shipped one, configured, is fine
     finally:
         ff.locate.cache_clear()
+
+
+def test_why_debians_ffmpeg_is_refused_it_reads_32_kib_pieces(tmp_path: Path) -> None:
+    """Under strace: Debian's ffmpeg 5.1 reads a source in 32 KiB read() calls even when asked for 1 MiB
+    (its file protocol ignores -pkt_size, and -blocksize only caps reads); the shipped ffmpeg with
+    ``-pkt_size 1048576`` asks for 1 MiB.  On S3 Files reads under 128 KiB go through the paid cache."""
+    from avtools import FFMPEG, make_media
+    from strace_support import READ
+
+    src = make_media(tmp_path / "src.mp4", "-c:v", "libx264", "-preset", "ultrafast", "-b:v", "4M",
+                     seconds=4, size="640x480")  # fmt: skip
+    sizes: dict[str, list[int]] = {}
+    for name, exe in (("debian", debian_ffmpeg()), ("shipped", FFMPEG)):
+        trace = tmp_path / f"{name}.trace"
+        extra = ["-pkt_size", "1048576"] if name == "shipped" else []
+        cmd = ["strace", "-f", "-qq", "-y", "-s", "0", "-e", "trace=read", "-o", str(trace), exe,
+               "-v", "error", "-nostdin", *extra, "-i", f"file:{src}", "-f", "null", "-"]  # fmt: skip
+        subprocess.run(cmd, check=True, capture_output=True, timeout=120)
+        sizes[name] = [
+            int(m["count"])
+            for line in trace.read_text().splitlines()
+            if (m := READ.match(line.split(" ", 1)[1] if line[:1].isdigit() else line))
+            and m["path"] == str(src)
+            and int(m["ret"]) > 0
+        ]
+    assert sizes["debian"] and max(sizes["debian"]) <= 32768, sizes["debian"][:10]
+    assert sizes["shipped"] and min(sizes["shipped"]) >= 1 << 20, sizes["shipped"][:10]

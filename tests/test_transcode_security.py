@@ -7,6 +7,7 @@ import re
 import shutil
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import pytest
 from avtools import FFMPEG, facts, fast_env, make_media
@@ -45,8 +46,11 @@ def payloads(secret: Path) -> dict[str, str]:
 def test_the_hls_payload_is_real(secret: Path, tmp_path: Path) -> None:
     """Control: ffmpeg's HLS demuxer follows the playlist and copies the private video into its output.
 
-    (ffmpeg 9 no longer picks HLS by content for a name not ending in .m3u8, but any ffmpeg that is
-    told -f hls, or an older one, does; the worker never allows the HLS demuxer for sources.)"""
+    (ffmpeg 9 no longer picks HLS by content for a name not ending in .m3u8, and its concat demuxer's
+    safe mode refuses absolute paths, so against the worker these two payloads are stopped twice: by the
+    worker's demuxer whitelist and by ffmpeg's own checks.  The payload the worker's defence alone stops
+    is the relative ffconcat script below: tests/test_transcode_security.py::
+    test_a_concat_script_reads_a_neighbouring_upload_only_with_the_defence_off.)"""
     evil = tmp_path / "evil.mp4"
     evil.write_text(payloads(secret)["in/evil-hls.mp4"])
     out = tmp_path / "leak.mp4"
@@ -82,6 +86,58 @@ def test_playlists_in_media_files_never_reach_outputs(secret: Path, workspace: P
     assert all("good" in p.name for p in outputs if "_manifests" not in p.parts)
     for p in outputs:
         assert "evil" not in p.name
+
+
+@pytest.mark.parametrize("defence", ["on", "off"])
+def test_a_concat_script_reads_a_neighbouring_upload_only_with_the_defence_off(
+    workspace: Path, tmp_path: Path, defence: str
+) -> None:
+    """An ffconcat script uploaded as ``.mov`` naming a neighbouring object by a relative path (another
+    user's private upload in the same bucket; ffmpeg's concat safe mode allows such paths, and the concat
+    demuxer is picked by content, whatever the name).  With the worker's defence (playlist demuxers out of
+    the whitelist, the default) it is a clean ``bad_input`` and no process opens the neighbour; with
+    ``allow_playlist_demuxers = true`` the same upload comes out ``ok`` with the neighbour's red frames in
+    its renditions: the defence, not ffmpeg, is what stops it.  (Read on the mount, as every source over
+    ``transcode.local_copy_max_bytes`` is: a local copy in scratch would resolve the path elsewhere.)"""
+    (workspace / "in").mkdir()
+    neighbour = workspace / "in/neighbour-private.dat"  # a suffix no rule processes
+    subprocess.run(
+        [FFMPEG, "-v", "error", "-y", "-f", "lavfi", "-i", "color=c=red:s=160x120:r=25:d=3",
+         "-c:v", "libx264", "-preset", "ultrafast", "-f", "mpegts", str(neighbour)],
+        check=True,
+    )  # fmt: skip
+    (workspace / "in/evil-relative.mov").write_text("ffconcat version 1.0\nfile 'neighbour-private.dat'\n")
+    trace = tmp_path / "trace"
+    trace.mkdir()
+    prefix = ["strace", "-f", "-qq", "-s", "4096", "-o", str(trace / "t"), "-e", "trace=openat"]
+    extra: dict[str, Any] = {"local_copy_max_bytes": 0}
+    if defence == "off":
+        extra["allow_playlist_demuxers"] = True
+    res = run_cli("run", "-w", str(workspace), "--json", "-j", "1", "in/evil-relative.mov", prefix=prefix,
+                  env=fast_env(**extra))  # fmt: skip
+    (r,) = json_lines(res.stdout)
+    opened = [m["path"] for line in (trace / "t").read_text().splitlines() if (m := OPEN.search(line))]
+    touched = [p for p in opened if "neighbour-private" in p]
+    if defence == "on":
+        assert r["status"] == "failed" and r["error_kind"] == "bad_input", r
+        assert "not a media file we accept" in r["error"]
+        assert touched == [] and not (workspace / "processed").exists()
+    else:
+        assert r["status"] == "ok", r
+        assert touched, "the neighbour was not read: the payload does not work, the test proves nothing"
+        rendition = workspace / "processed/transcode/144p/in/evil-relative.mov.mp4"
+        frame = _first_frame(rendition)
+        red, green, blue = frame.resize((1, 1)).getpixel((0, 0))
+        assert red > 180 and green < 60 and blue < 60, (red, green, blue)  # the neighbour's content
+
+
+def _first_frame(path: Path) -> Any:
+    import av
+
+    with av.open(str(path)) as c:
+        for f in c.decode(video=0):
+            return f.to_image().convert("RGB")
+    raise AssertionError(f"no video frame in {path}")
 
 
 def test_file_names_that_look_like_options_or_patterns(workspace: Path) -> None:

@@ -19,12 +19,14 @@ run leaves what the child wrote for the engine to remove.
 from __future__ import annotations
 
 import collections
+import ctypes
 import errno
 import os
 import re
 import shutil
 import signal
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -160,6 +162,7 @@ def run(
             cwd=cwd,
             close_fds=True,
             start_new_session=True,  # its own process group: a stop reaches anything it started
+            preexec_fn=_die_with_parent(),
         )
     except OSError as exc:
         if exc.errno == errno.ENOENT:
@@ -214,6 +217,34 @@ def failure(
             f"the source cannot be decoded ({what} {how}): {last_line(done.tail)}", detail=done.tail
         )
     return ToolFailedError(f"{what} failed ({how}): {last_line(done.tail)}", detail=done.tail)
+
+
+_PR_SET_PDEATHSIG = 1
+try:
+    _LIBC: ctypes.CDLL | None = (
+        ctypes.CDLL(None, use_errno=True) if sys.platform.startswith("linux") else None
+    )
+except OSError:  # pragma: no cover - no libc to ask
+    _LIBC = None
+
+
+def _die_with_parent() -> Callable[[], None] | None:
+    """What the child runs before exec: ask the kernel to SIGKILL it when this worker dies.
+
+    A tool runs in its own session (so a stop reaches everything it started), which also means a SIGKILL
+    of the worker (the OOM killer, a killed pool worker, ``kill -9``) would not reach it: an orphaned
+    ffmpeg would keep writing outputs while a rerun takes the lease and writes the same paths.  Linux's
+    ``PR_SET_PDEATHSIG`` ties the tool's life to the thread that started it (which waits for it)."""
+    if _LIBC is None:
+        return None
+    libc, parent = _LIBC, os.getpid()
+
+    def child() -> None:
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+        if os.getppid() != parent:  # the worker died before the line above: do not outlive it
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    return child
 
 
 def _stop(proc: subprocess.Popen[bytes], *, grace: float) -> None:
