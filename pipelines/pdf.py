@@ -121,6 +121,8 @@ class PdfDocument:
             words = extract_words(chars)
         except Exception as exc:  # pdfminer raises a zoo of exception types for broken content
             raise BadInputError(f"page {index + 1}: cannot read its text layer: {exc}") from None
+        finally:
+            page.close()  # pdfplumber keeps every page's layout otherwise: ~3 MB a page of dense text
         return TextLayer(
             text=text,
             words=[

@@ -163,3 +163,16 @@ def test_images_the_ocr_pipeline_refuses(workspace: Path) -> None:
     assert bad.status == "failed" and bad.error_kind == "bad_input"
     skipped = eng.process("in/clip.mp4", pipelines=["ocr"])
     assert skipped.status == "skipped" and "not a PDF or an image" in str(skipped.reason)
+
+
+def test_text_layer_pages_do_not_keep_their_layout() -> None:
+    """pdfplumber caches each page's pdfminer layout (~3 MB a page of dense text) for as long as the
+    document is open: a 500-page text PDF peaked at 1.65 GB (bench/bench_memory.py) until every page was
+    closed after its text was taken (then 270 MB)."""
+    from pipelines.pdf import PdfDocument
+
+    with PdfDocument((SAMPLES / "document.pdf").read_bytes()) as doc:
+        layer = doc.text_layer(0)
+        assert layer.readable_chars > 100
+        page = doc.plumber.pages[0]
+        assert not hasattr(page, "_layout"), "the page's layout is still cached"
