@@ -40,6 +40,12 @@ class ConfigError(MediaWorkerError):
     kind = "config"
 
 
+class StackError(MediaWorkerError):
+    """The local stack (``media-worker stack``) cannot start or stop, or is not running."""
+
+    kind = "stack"
+
+
 class WorkspaceNotWritableError(ConfigError):
     """This process may not create files in the workspace (owner, mode, or a read-only mount).
 

@@ -26,6 +26,7 @@ from config.errors import ConfigError
 from config.layout import Layout
 from config.ocr import OcrSettings
 from config.rules import Rule
+from config.stack import StackSettings
 from config.sync import SyncSettings
 from config.transcode import TranscodeSettings
 
@@ -147,6 +148,10 @@ class Settings(BaseSettings):
     ocr: OcrSettings = Field(default_factory=OcrSettings)
     aws: AwsSettings = Field(default_factory=AwsSettings, description="Lambda adapters.")
     sync: SyncSettings = Field(default_factory=SyncSettings, description="S3 Files synchronization settings.")
+    stack: StackSettings = Field(
+        default_factory=StackSettings,
+        description="The local S3 + mount + upload trigger (`media-worker stack`).",
+    )
     plugins: dict[str, dict[str, Any]] = Field(
         default_factory=dict,
         description="Options of third-party pipelines, by pipeline name; each table is validated at start-up "

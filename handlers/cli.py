@@ -22,6 +22,7 @@ from rich.table import Table
 
 from config.errors import ExitCode, MediaWorkerError
 from config.settings import Settings, load_settings
+from handlers.cli_stack import stack_app
 from pipelines.engine import Engine, SourceResult, rules_in_force
 from pipelines.pool import iter_sources, run_many
 from pipelines.registry import load_registry
@@ -35,6 +36,7 @@ app = typer.Typer(
 )
 config_app = typer.Typer(help="Show, validate and export the configuration.", no_args_is_help=True)
 app.add_typer(config_app, name="config")
+app.add_typer(stack_app, name="stack")
 err = Console(stderr=True)
 out = Console()
 

@@ -525,7 +525,8 @@ class Engine:
         """
         if meta is None:
             return self.ws.stat_source(rel)
-        limit = time.monotonic() + min(self.settings.sync.visibility_wait_seconds, deadline.remaining())
+        wait = min(self.settings.sync.visibility_wait_seconds, deadline.remaining())
+        limit, step = time.monotonic() + wait, min(0.5, max(0.05, wait / 10))
         while True:
             try:
                 st = self.ws.stat_source(rel)
@@ -534,9 +535,9 @@ class Engine:
                 why = f"{st.st_size} bytes on the mount, {meta.size} in the event"
             except BadInputError:  # not there (yet)
                 why = "not on the mount"
-            if time.monotonic() + 0.5 > limit:
+            if time.monotonic() + step > limit:
                 raise RetryableError(f"{rel}: {why}; S3 Files has not synced this version yet, retry later")
-            time.sleep(0.5)
+            time.sleep(step)
 
     def _plan(
         self, source: SourceInfo, pipelines: Sequence[Pipeline], manifest_rel: str

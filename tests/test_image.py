@@ -467,3 +467,34 @@ def test_unwritable_workspace_is_one_configuration_error(rie: Path, tmp_path: Pa
     errors = [line for line in logs.splitlines() if "configuration error" in line]
     assert len(errors) == 3, logs[-3000:]  # one line per invocation, none per file
     assert "internal error" not in logs
+
+
+def test_upload_trigger_runs_the_image_on_the_mounted_bucket(tmp_path: Path) -> None:
+    """The whole Lambda flow on one machine: an S3 PUT to the local stack's S3 API, the upload trigger,
+    the built image under the Runtime Interface Emulator (as uid 1000, read-only root) with the FUSE
+    mount of the same bucket at /mnt/workspace, outputs read back through S3 GET and decoded."""
+    from stack_support import check_output, local_stack
+
+    keys = {
+        "uploads/photo.jpg": "photo.jpg",
+        ODD_KEY: "photo.jpg",
+        "uploads/clip.mp4": "clip.mp4",
+        "uploads/scan.pdf": "scan.pdf",
+    }
+    with local_stack(tmp_path / "st", "--image", IMAGE) as stack:
+        assert stack.status["parts"]["function"] and stack.status["function"] == IMAGE
+        for key, name in keys.items():
+            stack.s3.upload_file(str(SAMPLES / name), stack.bucket, key)
+        for key, name in keys.items():
+            m = stack.wait_manifest(key)
+            assert m["status"] == "ok" and m["source"]["size"] == (SAMPLES / name).stat().st_size, m
+            for out in m["outputs"]:
+                check_output(stack.get(out["path"]), out)
+        scan = stack.manifest("uploads/scan.pdf")
+        assert scan is not None
+        text = next(o for o in scan["outputs"] if o["path"].endswith(".txt"))
+        assert cer(stack.get(text["path"]).decode(), (SAMPLES / "scan.txt").read_text()) < 0.05
+        # it was the image that did the work: its handler logged each job; the in-process path did not run
+        log = (stack.dir / "logs" / "function.log").read_text()
+        assert all(f'"source_key":"{key}"' in log for key in keys), log[-2000:]
+        assert '"processed:' not in (stack.dir / "logs" / "trigger.log").read_text()

@@ -162,7 +162,7 @@ def run(
             cwd=cwd,
             close_fds=True,
             start_new_session=True,  # its own process group: a stop reaches anything it started
-            preexec_fn=_die_with_parent(),
+            preexec_fn=die_with_parent(),
         )
     except OSError as exc:
         if exc.errno == errno.ENOENT:
@@ -206,6 +206,62 @@ def run(
     return done
 
 
+def spawn(
+    args: Sequence[str],
+    *,
+    program: Program,
+    log: Path,
+    env: Mapping[str, str] | None = None,
+    cwd: Path | None = None,
+) -> int:
+    """Start a service (a server, a mount) that outlives this process; returns its pid.
+
+    Unlike :func:`run` it is not waited for and not tied to this process's life: ``media-worker stack
+    up`` returns while it runs.  Its own session (a stop by process group reaches what it started),
+    stdin closed, stdout and stderr appended to ``log``; stopped by pid (see handlers/local_stack.py).
+    """
+    argv = [str(a) for a in args]
+    try:
+        with open(log, "ab") as out:
+            proc = subprocess.Popen(
+                argv,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                env=None if env is None else dict(env),
+                cwd=cwd,
+                close_fds=True,
+                start_new_session=True,
+            )
+    except OSError as exc:
+        if exc.errno == errno.ENOENT:
+            raise program.missing(f"not found ({argv[0]})") from None
+        raise ToolFailedError(f"cannot start {program.name} ({argv[0]}): {exc}") from None
+    return proc.pid
+
+
+def stream(args: Sequence[str], *, program: Program) -> subprocess.Popen[str]:
+    """A child whose stdout is read line by line while it runs (an event stream); stderr discarded.
+
+    It dies with the thread that started it (``PR_SET_PDEATHSIG``); the caller reads ``stdout`` and
+    ends it with ``kill()``."""
+    argv = [str(a) for a in args]
+    try:
+        return subprocess.Popen(
+            argv,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+            close_fds=True,
+            preexec_fn=die_with_parent(),
+        )
+    except OSError as exc:
+        if exc.errno == errno.ENOENT:
+            raise program.missing(f"not found ({argv[0]})") from None
+        raise ToolFailedError(f"cannot start {program.name} ({argv[0]}): {exc}") from None
+
+
 def failure(
     done: Completed, what: str, bad_input: re.Pattern[str] | None = None
 ) -> ToolFailedError | BadInputError:
@@ -228,7 +284,7 @@ except OSError:  # pragma: no cover - no libc to ask
     _LIBC = None
 
 
-def _die_with_parent() -> Callable[[], None] | None:
+def die_with_parent() -> Callable[[], None] | None:
     """What the child runs before exec: ask the kernel to SIGKILL it when this worker dies.
 
     A tool runs in its own session (so a stop reaches everything it started), which also means a SIGKILL
