@@ -200,13 +200,6 @@ def outputs_of(results: list[Any]) -> list[str]:
     return keys
 
 
-def clear_outputs(s3: Any, bucket: str) -> None:
-    pages = s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix="processed/")
-    for page in pages:
-        for obj in page.get("Contents", []):
-            s3.delete_object(Bucket=bucket, Key=obj["Key"])
-
-
 def run_old(case: Case, settings: Any, status: dict[str, Any], tmp: Path) -> Way:
     from old_way import OldWay, plumbing_lines
 
@@ -219,7 +212,7 @@ def run_old(case: Case, settings: Any, status: dict[str, Any], tmp: Path) -> Way
     with TmpPeak(tmp) as peak:
         t0 = time.monotonic()
         for key in case.sources:
-            size = s3.head_object(Bucket=status["bucket"], Key=key)["ContentLength"]
+            size = checker.head_object(Bucket=status["bucket"], Key=key)["ContentLength"]  # the event's size
             results += old.handle(event_for(status["bucket"], key, size))
         keys = outputs_of(results)
         wait_visible(checker, status["bucket"], keys)
@@ -384,6 +377,16 @@ def main() -> int:
 
     work = Path(tempfile.mkdtemp(prefix="bench-old-vs-mount-", dir=args.workdir))
     settings = load_settings(None, stack={"input_prefix": "trigger/"})
+    # the old way uploads its outputs under old-way/: a key written through S3 and then again through
+    # the mount (S3 Files: one writer per path) lost the mount's write on SeaweedFS in a first version
+    old_settings = load_settings(
+        None,
+        layout={
+            "output_template": "old-way/{pipeline}/{variant}/{dir}/{name}.{ext}",
+            "manifest_template": "old-way/_manifests/{dir}/{name}.json",
+        },
+        exclude=["old-way/**", "processed/**", "**/.*", "**/.*/**"],
+    )
     stack = Stack(work / "stack", settings)
     cases: list[Case] = []
     try:
@@ -398,9 +401,7 @@ def main() -> int:
                 s3.upload_file(str(f), status["bucket"], key)
                 keys.append(key)
             case = Case(name, what, keys, sum(f.stat().st_size for f in files))
-            clear_outputs(s3, status["bucket"])
-            case.old = run_old(case, settings, status, work / "tmp-old" / name)
-            clear_outputs(s3, status["bucket"])
+            case.old = run_old(case, old_settings, status, work / "tmp-old" / name)
             case.mount = run_mount(case, status, work / "tmp-mount" / name)
             case.mount.source_bytes_read, case.mount.source_reads, case.mount.small_reads = traced_reads(
                 case, status, work / "tmp-trace" / name

@@ -371,6 +371,7 @@ class Stack:
             MEDIA_WORKER_AWS__BUCKET=self.settings.stack.bucket,
             MEDIA_WORKER_AWS__KEY_PREFIX="",
             AWS_LAMBDA_FUNCTION_TIMEOUT=str(int(self.settings.stack.function_timeout_seconds)),
+            MEDIA_WORKER_STACK=self.settings.stack.model_dump_json(),  # this stack's own [stack] table
             PYTHONUNBUFFERED="1",
         )
         if self.config_file is not None:

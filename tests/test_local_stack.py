@@ -357,3 +357,27 @@ def test_stack_up_without_fuse_device_is_reported(tmp_path: Path) -> None:
     """Where there is no stack yet, `status` says so and exits 1 (scripts can test it)."""
     res = stack_cli("status", "--dir", str(tmp_path / "none"), "--json")
     assert res.returncode == 1 and json.loads(res.stdout)["running"] is False
+
+
+def test_only_uploads_under_the_input_prefix_trigger_the_worker(tmp_path: Path) -> None:
+    """The stack's own settings (here given in code, not a file) reach its trigger."""
+    from config.settings import load_settings
+    from handlers.local_stack import Stack
+    from stack_support import boto3_client
+
+    fuse_or_skip()
+    stack = Stack(tmp_path / "st", load_settings(None, stack={"input_prefix": "in/"}))
+    try:
+        status = stack.up()
+        assert status["input_prefix"] == "in/"
+        s3 = boto3_client(status)
+        s3.upload_file(str(SAMPLES / "logo.png"), status["bucket"], "out/logo.png")
+        s3.upload_file(str(SAMPLES / "logo.png"), status["bucket"], "in/logo.png")
+        local = LocalStack(stack.paths.root, status, s3)
+        assert local.wait_manifest("in/logo.png")["status"] == "ok"
+        time.sleep(1.0)  # the other upload came first: had it been delivered, it would be done by now
+        assert local.manifest("out/logo.png") is None
+        assert [e["key"] for e in local.journal()] == ["in/logo.png"]
+    finally:
+        stack.down(purge=True)
+    assert_nothing_left(tmp_path / "st")
