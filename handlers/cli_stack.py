@@ -112,16 +112,20 @@ def up(
     except KeyboardInterrupt:  # up() has already stopped what it started
         err.print("interrupted: the stack was stopped")
         raise typer.Exit(130) from None
-    _show(status, as_json)
     if attach:
-        _follow(stack)
+        _follow(stack, status, as_json)
+    else:
+        _show(status, as_json)
 
 
-def _follow(stack: Stack) -> None:
-    """Print each delivery until Ctrl-C or SIGTERM, then stop the stack."""
+def _follow(stack: Stack, status: dict[str, Any], as_json: bool) -> None:
+    """Show the status, then each delivery until Ctrl-C or SIGTERM; then stop the stack (a Ctrl-C at any
+    point after ``up`` returned lands here)."""
     signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
     seen = 0
     try:
+        _show(status, as_json)
+        err.print("attached: deliveries below; Ctrl-C stops the stack")
         while stack.running():
             entries = list(stack.journal())
             for e in entries[seen:]:

@@ -304,9 +304,9 @@ def test_attached_stack_stops_on_ctrl_c(tmp_path: Path) -> None:
             [sys.executable, "-m", "handlers.cli", "stack", "up", "--dir", str(folder), "--attach"],
             cwd=REPO, env=cli_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         )  # fmt: skip
-        assert proc.stdout is not None
+        assert proc.stderr is not None
         end = time.monotonic() + 120
-        while time.monotonic() < end and "running" not in (proc.stdout.readline() or ""):
+        while time.monotonic() < end and "attached" not in (proc.stderr.readline() or ""):
             pass
         assert len(processes_of(folder)) >= 4  # server, mount, trigger and its filer tail
         proc.send_signal(signal.SIGINT)
