@@ -361,9 +361,10 @@ def test_stack_up_without_fuse_device_is_reported(tmp_path: Path) -> None:
 
 def test_only_uploads_under_the_input_prefix_trigger_the_worker(tmp_path: Path) -> None:
     """The stack's own settings (here given in code, not a file) reach its trigger."""
+    from stack_support import boto3_client
+
     from config.settings import load_settings
     from handlers.local_stack import Stack
-    from stack_support import boto3_client
 
     fuse_or_skip()
     stack = Stack(tmp_path / "st", load_settings(None, stack={"input_prefix": "in/"}))
