@@ -4,12 +4,18 @@
 * ours  - read the file in 1 MiB buffered reads, ``pipelines.imaging.render_thumbnails``
 * naive - ``Image.open``; per size ``im.copy()``, ``thumbnail(box)``, ``save(..., quality=85)``
 * vips  - ``vipsthumbnail SRC -s WxH -o OUT.jpg[Q=85]``, one process per size
+* pyvips - libvips in-process, its own way: ``thumbnail`` (shrink-on-load) to the largest box, each
+  smaller size from the previous one (``thumbnail_image``), JPEG Q 85 / WebP Q 80
+
+``--batch N`` also times whole processes on N different photos (the default three sizes, JPEG only):
+``media-worker run`` (start-up and process pool included) against one ``python`` process running the
+pyvips cascade over the same files, and one running the naive code.  Target: ours <= 0.6x pyvips.
 
 Each design runs ``--runs`` times (interleaved, after one warm-up round) and the median wall time is
 reported, plus each design's PSNR against a reference (full decode, plain LANCZOS, no DCT scaling)
 so that speed is not bought with quality.  A second round adds WebP outputs (informational).
 
-Usage: ``.venv/bin/python bench/bench_thumbnails.py [--runs 7] [--json]``
+Usage: ``.venv/bin/python bench/bench_thumbnails.py [--runs 7] [--batch 12] [--json]``
 """
 
 from __future__ import annotations
@@ -108,6 +114,98 @@ def run_vips(src: Path, out: Path, formats: list[str]) -> None:
             subprocess.run(["vipsthumbnail", str(src), "-s", f"{w}x{h}", "-o", target], check=True)
 
 
+PYVIPS_CASCADE = """
+import sys, pyvips
+from pathlib import Path
+boxes = {boxes!r}
+def cascade(src, out, formats, tag):
+    order = sorted(boxes.items(), key=lambda kv: -kv[1][0] * kv[1][1])
+    prev = None
+    for name, (w, h) in order:
+        if prev is None:  # libvips' shrink-on-load straight to the largest size
+            im = pyvips.Image.thumbnail(str(src), w, height=h).copy_memory()
+        else:  # each smaller size from the one before
+            im = prev.thumbnail_image(w, height=h)
+        for fmt in formats:
+            ext = {{"jpeg": "jpg", "webp": "webp"}}[fmt]
+            im.write_to_file(str(Path(out) / f"{{tag}}{{name}}.{{ext}}"), Q=85 if fmt == "jpeg" else 80)
+        prev = im
+"""
+
+
+def run_pyvips(src: Path, out: Path, formats: list[str]) -> None:
+    scope: dict[str, Any] = {}
+    exec(PYVIPS_CASCADE.format(boxes=BOXES), scope)  # the same code the batch script runs
+    scope["cascade"](src, out, formats, "pyvips_")
+
+
+def have_pyvips() -> bool:
+    try:
+        import pyvips  # noqa: F401
+    except (ImportError, OSError):
+        return False
+    return True
+
+
+def batch(tmp: Path, n: int, runs: int) -> dict[str, Any]:
+    """Whole processes on ``n`` photos: media-worker run vs one pyvips script vs one naive script."""
+    import os
+
+    repo = Path(__file__).resolve().parents[1]
+    folder = tmp / "batch" / "in"
+    folder.mkdir(parents=True)
+    for i in range(n):
+        make_photo(folder / f"p{i:02d}.jpg", seed=1000 + i)
+    out = tmp / "batch-out"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MEDIA_WORKER_")}
+    env["MEDIA_WORKER_THUMBNAILS__FORMATS"] = '["jpeg"]'
+    scripts = {
+        "pyvips": PYVIPS_CASCADE.format(boxes=BOXES)
+        + "for i, f in enumerate(sorted(Path(sys.argv[1]).iterdir())):\n"
+        + "    cascade(f, sys.argv[2], ['jpeg'], f'{i}_')\n",
+        "naive": "import sys\nfrom pathlib import Path\nfrom PIL import Image\n"
+        + f"boxes = {BOXES!r}\n"
+        + "for i, f in enumerate(sorted(Path(sys.argv[1]).iterdir())):\n"
+        + "    im = Image.open(f)\n"
+        + "    for name, box in boxes.items():\n"
+        + "        t = im.copy(); t.thumbnail(box)\n"
+        + "        t.save(Path(sys.argv[2]) / f'{i}_{name}.jpg', quality=85)\n",
+    }
+
+    def ours() -> None:
+        shutil.rmtree(tmp / "batch" / "processed", ignore_errors=True)
+        cmd = [
+            sys.executable,
+            "-m",
+            "handlers.cli",
+            "run",
+            "-w",
+            str(tmp / "batch"),
+            "-p",
+            "thumbnails",
+            "in",
+        ]
+        subprocess.run(cmd, check=True, env=env, cwd=repo, capture_output=True)
+
+    def script(name: str) -> Callable[[], None]:
+        def go() -> None:
+            shutil.rmtree(out, ignore_errors=True)
+            out.mkdir()
+            subprocess.run([sys.executable, "-c", scripts[name], str(folder), str(out)], check=True)
+
+        return go
+
+    designs: dict[str, Callable[[], None]] = {"ours": ours, "naive": script("naive")}
+    if have_pyvips():
+        designs["pyvips"] = script("pyvips")
+    med = median_times(designs, runs)
+    doc: dict[str, Any] = {"photos": n, "median_s": {k: round(v, 3) for k, v in med.items()}}
+    doc["ours/naive"] = round(med["ours"] / med["naive"], 3)
+    if "pyvips" in med:
+        doc["ours/pyvips"] = round(med["ours"] / med["pyvips"], 3)
+    return doc
+
+
 def median_times(designs: dict[str, Callable[[], None]], runs: int) -> dict[str, float]:
     """Median seconds per design; rounds are interleaved so drift hits every design alike."""
     for fn in designs.values():
@@ -152,6 +250,7 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=7, help="timed runs per design (median reported)")
     parser.add_argument("--seed", type=int, default=20240601, help="seed for the generated photo")
     parser.add_argument("--json", action="store_true", help="print the results as JSON instead")
+    parser.add_argument("--batch", type=int, default=0, help="also time whole processes on N photos")
     args = parser.parse_args()
 
     have_vips = shutil.which("vipsthumbnail") is not None
@@ -175,6 +274,8 @@ def main() -> int:
             }
             if have_vips:
                 designs["vips"] = partial(run_vips, src, out, formats)
+            if have_pyvips():
+                designs["pyvips"] = partial(run_pyvips, src, out, formats)
             if label == "jpeg":  # naive and vips write baseline JPEGs: ours like for like (informational)
                 designs["ours_baseline"] = partial(run_ours, src, out, formats, False)
             med = median_times(designs, args.runs)
@@ -182,10 +283,14 @@ def main() -> int:
             entry["naive/ours"] = round(med["naive"] / med["ours"], 2)
             if have_vips:
                 entry["vips/ours"] = round(med["vips"] / med["ours"], 2)
+            if "pyvips" in med:
+                entry["pyvips/ours"] = round(med["pyvips"] / med["ours"], 2)
             if label == "jpeg":
                 entry["naive/ours_baseline"] = round(med["naive"] / med["ours_baseline"], 2)
                 entry["psnr_db_vs_full_lanczos"] = quality_report(src, out, list(designs))
             results[label] = entry
+        if args.batch:
+            results["batch"] = batch(tmpdir, args.batch, max(3, args.runs // 2))
 
     if args.json:
         print(json.dumps(results, indent=2))
@@ -209,6 +314,12 @@ def main() -> int:
     print("PSNR dB of the JPEG outputs vs full-resolution decode + LANCZOS:")
     for name, per_size in jpeg["psnr_db_vs_full_lanczos"].items():
         print(f"  {name:<14} " + "  ".join(f"{k}={v}" for k, v in per_size.items()))
+    if "batch" in results:
+        b = results["batch"]
+        print(f"batch of {b['photos']} photos, whole processes (median s): {b['median_s']}")
+        print(
+            f"  ours/pyvips = {b.get('ours/pyvips', 'n/a')} (target <= 0.6), ours/naive = {b['ours/naive']}"
+        )
     return 0
 
 

@@ -7,7 +7,10 @@ Globs are matched against the source path relative to the workspace, case-insens
 
 from __future__ import annotations
 
+import functools
+import re
 from collections.abc import Iterable
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from wcmatch import glob
@@ -15,10 +18,32 @@ from wcmatch import glob
 GLOB_FLAGS = glob.GLOBSTAR | glob.IGNORECASE | glob.MATCHBASE | glob.DOTMATCH | glob.FORCEUNIX | glob.BRACE
 
 
+_SUFFIX_ONLY = re.compile(r"\*\.([A-Za-z0-9_+-]+)\Z")
+
+
 def glob_match(path: str, patterns: Iterable[str]) -> bool:
     """True if the workspace-relative ``path`` matches any of ``patterns``."""
-    pats = list(patterns)
-    return bool(pats) and glob.globmatch(path, pats, flags=GLOB_FLAGS)
+    pats = tuple(patterns)
+    if not pats:
+        return False
+    suffixes, matcher = _compiled(pats)
+    if suffixes:
+        name = path.rsplit("/", 1)[-1].lower()
+        dot = name.rfind(".")
+        if dot >= 0 and name[dot:] in suffixes:
+            return True
+    return matcher is not None and bool(matcher.match(path))
+
+
+@functools.lru_cache(maxsize=512)
+def _compiled(patterns: tuple[str, ...]) -> tuple[frozenset[str], Any]:
+    """A pattern set prepared once: ``*.ext`` patterns (the default rules: dozens of them) as a set of
+    lower-case suffixes - with MATCHBASE, IGNORECASE and DOTMATCH exactly "the file name ends in .ext" -
+    and the rest compiled by wcmatch (which otherwise compiles on every call, ~0.4 ms each, and ~20 ms
+    for a rule's whole suffix list)."""
+    suffixes = {f".{m[1].lower()}" for p in patterns if (m := _SUFFIX_ONLY.match(p))}
+    rest = [p for p in patterns if not _SUFFIX_ONLY.match(p)]
+    return frozenset(suffixes), glob.compile(rest, flags=GLOB_FLAGS) if rest else None
 
 
 class Rule(BaseModel):

@@ -13,32 +13,31 @@ import shutil
 import sys
 import tempfile
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-from rich.table import Table
 
 from config.errors import ExitCode, MediaWorkerError
-from config.settings import Settings, load_settings
 from handlers.cli_stack import stack_app
-from pipelines.engine import Engine, SourceResult, rules_in_force
-from pipelines.pool import iter_sources, run_many
-from pipelines.registry import load_registry
+from handlers.console import err, out
+
+if TYPE_CHECKING:  # settings, engine and rich load when a command needs them (start-up: bench_startup.py)
+    from config.settings import Settings
+    from pipelines.result import SourceResult
 
 app = typer.Typer(
+    rich_markup_mode=None,  # plain help: rich's help formatter costs ~55 ms of every --help
     name="media-worker",
     help="Process media on an S3 Files mount (or any folder): thumbnails, transcodes, OCR.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
 )
-config_app = typer.Typer(help="Show, validate and export the configuration.", no_args_is_help=True)
+config_app = typer.Typer(
+    rich_markup_mode=None, help="Show, validate and export the configuration.", no_args_is_help=True
+)
 app.add_typer(config_app, name="config")
 app.add_typer(stack_app, name="stack")
-err = Console(stderr=True)
-out = Console()
 
 ConfigOpt = Annotated[
     Path | None, typer.Option("--config", "-c", help="TOML config file (default: $MEDIA_WORKER_CONFIG).")
@@ -58,6 +57,8 @@ SAMPLE_MEDIA = next(
 
 
 def _settings(config: Path | None, **overrides: Any) -> Settings:
+    from config.settings import load_settings
+
     try:
         return load_settings(config, **{k: v for k, v in overrides.items() if v is not None})
     except MediaWorkerError as exc:
@@ -93,6 +94,11 @@ def run(
 def _run(
     settings: Settings, paths: list[str], pipelines: list[str] | None, workers: int | None, as_json: bool
 ) -> list[SourceResult]:
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from pipelines.engine import Engine
+    from pipelines.pool import iter_sources, run_many
+
     try:
         engine = Engine(settings)
         for name in pipelines or []:
@@ -146,6 +152,8 @@ def _run(
 
 
 def _summary(results: list[SourceResult]) -> None:
+    from rich.table import Table
+
     table = Table(title="media-worker", show_lines=False)
     for col in ("status", "sources", "outputs", "output bytes"):
         table.add_column(col, justify="right" if col != "status" else "left")
@@ -167,6 +175,10 @@ def _summary(results: list[SourceResult]) -> None:
 @app.command()
 def pipelines(config: ConfigOpt = None) -> None:
     """List installed pipelines (and ones that failed to load)."""
+    from rich.table import Table
+
+    from pipelines.registry import load_registry
+
     settings = _settings(config)
     reg = load_registry()
     table = Table(title="pipelines")
@@ -195,6 +207,9 @@ def config_show(config: ConfigOpt = None) -> None:
 @config_app.command("validate")
 def config_validate(config: ConfigOpt = None) -> None:
     """Check the configuration; exit 2 with the bad keys named if it is invalid."""
+    from pipelines.engine import rules_in_force
+    from pipelines.registry import load_registry
+
     settings = _settings(config)
     reg = load_registry()
     try:
@@ -243,6 +258,8 @@ def demo(
     if not SAMPLE_MEDIA.is_dir():
         err.print(f"[red]error:[/red] sample media not found at {SAMPLE_MEDIA}")
         raise typer.Exit(ExitCode.USAGE)
+    from rich.table import Table
+
     ws = workspace or Path(tempfile.mkdtemp(prefix="media-worker-demo-"))
     dest = ws / "sample_media"
     shutil.copytree(

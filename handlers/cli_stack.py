@@ -10,20 +10,19 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.console import Console
 
 from config.errors import ExitCode, MediaWorkerError, StackError
+from handlers.console import err, out
 
 if TYPE_CHECKING:
     from handlers.local_stack import Stack
 
 stack_app = typer.Typer(
+    rich_markup_mode=None,  # plain help: rich's help formatter costs ~55 ms of every --help
     help="A local S3 API, a FUSE mount of the same bucket as the workspace, and an upload trigger "
     "(SeaweedFS; see docs/local-stack.md).",
     no_args_is_help=True,
 )
-err = Console(stderr=True)
-out = Console()
 REPO = Path(__file__).resolve().parents[1]
 
 DirOpt = Annotated[

@@ -21,7 +21,8 @@ from handlers.observability import logger
 
 if TYPE_CHECKING:
     from config.settings import Settings
-    from pipelines.engine import Engine, SourceResult, Status
+    from pipelines.engine import Engine
+    from pipelines.result import SourceResult, Status
 
 MIB = 1 << 20
 MAX_REASON = 1000
@@ -119,7 +120,7 @@ class Outcome:
         cls, ref: ObjectRef | None, status: Status | EventStatus, *, relpath: str | None = None, **why: Any
     ) -> Outcome:
         """An outcome decided by the adapter (``why``: reason, error, error_kind, retryable)."""
-        from pipelines.engine import SourceResult
+        from pipelines.result import SourceResult
 
         key, bucket = (ref.key, ref.bucket) if ref is not None else ("", None)
         # the engine itself never says ignored/rejected: its Status type leaves them out
@@ -175,6 +176,21 @@ def check_pipelines(rt: Runtime, names: Sequence[str] | None) -> list[str] | Non
     return list(names)
 
 
+def ignored(ref: ObjectRef) -> Outcome:
+    """An object named by an event that needs no work (a delete, a restore, S3's test event): answered
+    without settings, engine or workspace (see :func:`nothing_to_do`)."""
+    with obs.source_context(ref.key):
+        obs.count("ignored")
+        out = Outcome.before_engine(ref, "ignored", reason=ref.ignore)
+        logger.info(f"ignored: {out.reason}", extra={"status": "ignored", "reason": out.reason})
+    return out
+
+
+def nothing_to_do(refs: Sequence[ObjectRef]) -> bool:
+    """Every object the event names is ignored: the invocation needs no settings, engine or mount."""
+    return bool(refs) and all(r.ignore for r in refs)
+
+
 def handle_object(
     rt: Runtime,
     ref: ObjectRef,
@@ -184,6 +200,8 @@ def handle_object(
     event_driven: bool = True,
 ) -> Outcome:
     """Map one event object to its workspace path and run the engine on it (or say why not)."""
+    if ref.ignore:
+        return ignored(ref)
     with obs.source_context(ref.key):
         out = _handle(rt, ref, deadline, pipelines, event_driven)
         fields = {
@@ -208,9 +226,6 @@ def _handle(
     from pipelines.engine import SourceMeta
 
     settings = rt.settings
-    if ref.ignore:
-        obs.count("ignored")
-        return Outcome.before_engine(ref, "ignored", reason=ref.ignore)
     try:
         rel = rt.mapper.relpath(ref.bucket, ref.key)
     except Rejected as exc:

@@ -18,7 +18,9 @@ from handlers.observability import logger, metrics
 from handlers.runtime import (
     LambdaContext,
     handle_object,
+    ignored,
     init_on_lambda,
+    nothing_to_do,
     start,
     summarize,
 )
@@ -39,11 +41,14 @@ def process(
 ) -> dict[str, Any]:
     """``shape`` as the dispatcher found it; this module's own handler finds it itself."""
     what = shape or events.shape(event)
-    rt, deadline = start(context)
     try:
         refs = objects(event, what)
     except events.UnrecognizedEvent as exc:
         raise UnsupportedEvent(str(exc)) from None
+    if nothing_to_do(refs):  # deletes, restores, S3's test event: no settings, engine or mount needed
+        logger.set_correlation_id(context.aws_request_id)
+        return summarize([ignored(r) for r in refs], limit=1)
+    rt, deadline = start(context)
     outcomes = [handle_object(rt, ref, deadline) for ref in refs]
     summary = summarize(outcomes, rt.settings.aws.max_failures_reported)
     retry = [o for o in outcomes if o.failed and o.retryable]

@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from config.deadline import Deadline
 from config.errors import (
@@ -42,12 +42,12 @@ from pipelines import manifest
 from pipelines.lease import Lease
 from pipelines.mount import Workspace, clean_relpath
 from pipelines.registry import Registry, load_registry
+from pipelines.result import SourceResult
 from pipelines.scratch import Scratch, sweep
 from pipelines.spec import OutputRecord, Pipeline, PlannedOutput, SourceInfo
 from pipelines.triage import Verdict, triage
 
 log = get_logger(__name__)
-Status = Literal["ok", "skipped", "failed", "timeout"]
 ProgressCallback = Callable[[str, str, float, str], None]  # (source, pipeline, fraction 0-1, message)
 VERSION = "0.1.0"
 
@@ -59,39 +59,6 @@ class SourceMeta:
     version_id: str | None = None
     etag: str | None = None
     size: int | None = None
-
-
-@dataclass
-class SourceResult:
-    """The outcome for one source."""
-
-    source: str
-    status: Status
-    outputs: list[str] = field(default_factory=list)
-    manifest: str | None = None
-    error: str | None = None
-    error_kind: str | None = None
-    retryable: bool = False
-    reason: str | None = None
-    duration_s: float = 0.0
-    source_bytes: int = 0
-    output_bytes: int = 0
-    bytes_read: int = 0  # bytes of the source read by the worker itself (tools reading directly not counted)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "source": self.source,
-            "status": self.status,
-            "outputs": self.outputs,
-            "manifest": self.manifest,
-            "error": self.error,
-            "error_kind": self.error_kind,
-            "retryable": self.retryable,
-            "reason": self.reason,
-            "duration_s": round(self.duration_s, 4),
-            "source_bytes": self.source_bytes,
-            "output_bytes": self.output_bytes,
-        }
 
 
 @dataclass
@@ -305,6 +272,7 @@ class Engine:
         self.registry = registry if registry is not None else load_registry()
         self.rules = rules_in_force(settings, self.registry)
         self.ws = Workspace(settings.workspace, read_block=settings.read_block_bytes)
+        self._config_hashes: dict[tuple[str, ...], str] = {}
         sweep()  # scratch folders of jobs that were killed (on Lambda, /tmp outlives the process)
 
     # -- selection -----------------------------------------------------------------------------
@@ -361,12 +329,51 @@ class Engine:
             raise MissingDependencyError("; ".join(problems))
 
     def config_hash(self, pipelines: Sequence[Pipeline]) -> str:
+        """The effective config of these pipelines (settings are frozen: computed once per set)."""
+        key = tuple(p.name for p in pipelines)
+        cached = self._config_hashes.get(key)
+        if cached is None:
+            cached = self._config_hashes[key] = self._compute_config_hash(pipelines)
+        return cached
+
+    def _compute_config_hash(self, pipelines: Sequence[Pipeline]) -> str:
         doc = {
             "layout": [self.settings.layout.output, self.settings.layout.manifest],
             "pipelines": [[p.name, p.version, p.settings_fingerprint(self.settings)] for p in pipelines],
         }
         blob = json.dumps(doc, sort_keys=True, separators=(",", ":"), default=str).encode()
         return hashlib.sha256(blob).hexdigest()
+
+    def up_to_date(self, relpath: str, pipelines: Sequence[str] | None = None) -> SourceResult | None:
+        """The "skipped" result :meth:`process` would give ``relpath`` without a job: not routed, or its
+        manifest current.  None when it needs :meth:`process` (work, a failure to report, or any doubt).
+
+        Cheap enough to run over a whole prefix before a pool starts: one stat and one small read."""
+        t0 = time.monotonic()
+        try:
+            rel = clean_relpath(relpath)
+            verdict = self.triage(rel, pipelines)
+            if not verdict.run:
+                return SourceResult(source=rel, status="skipped", reason=verdict.reason)
+            chosen, _ = self.choose(verdict.pipelines)
+            st = self.ws.stat_source(rel)
+            source = SourceInfo(rel, st.st_size, st.st_mtime_ns)
+            accepted = [p for p in chosen if p.accepts(source, self.settings) is True]
+            manifest_rel = self.settings.layout.manifest_path(rel)
+            if not accepted or not manifest.is_current(
+                manifest.decode(self.ws.read_small(manifest_rel)), source, self.config_hash(accepted)
+            ):
+                return None
+        except Exception:  # process() reports it properly
+            return None
+        return SourceResult(
+            source=rel,
+            status="skipped",
+            reason="up to date (manifest matches)",
+            manifest=manifest_rel,
+            source_bytes=st.st_size,
+            duration_s=time.monotonic() - t0,
+        )
 
     # -- the job -------------------------------------------------------------------------------
     def process(

@@ -357,8 +357,8 @@ class Workspace:
         """Read a small workspace file we wrote (a manifest); None if absent."""
         try:
             path = self.resolve_source(relpath)
-            with open(path, "rb", buffering=0) as f:
-                return f.read(limit)
+            with open(path, "rb", buffering=0) as f:  # one read of the file's own size (+1 sees EOF)
+                return f.read(min(limit, os.fstat(f.fileno()).st_size + 1))
         except (FileNotFoundError, NotADirectoryError, IsADirectoryError, PathError):
             return None
 

@@ -116,6 +116,7 @@ class OcrPipeline(Pipeline):
     description: ClassVar[str] = (
         "OCR (tesseract) and PDF text layers (pdfplumber): txt, words JSON, searchable PDF"
     )
+    warm_modules: ClassVar[tuple[str, ...]] = ("pipelines.ocr_pages", "pipelines.pdf", "pipelines.imaging")
 
     inputs: ClassVar[dict[str, str]] = {**PDF_INPUTS, **IMAGE_INPUTS}
     routed: ClassVar[frozenset[str]] = PDF_SUFFIXES  # images only where a rule says so (e.g. scans/**)

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
+import importlib
+import math
 import multiprocessing
 import os
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
+from pathlib import Path
 from queue import Empty
 from typing import Any
 
@@ -17,10 +21,61 @@ _engine: Engine | None = None
 
 
 def available_cpus() -> int:
+    """CPUs this process may really use: its affinity mask, capped by a cgroup CPU quota (a container's
+    ``--cpus``; cgroup v2 ``cpu.max`` or v1 ``cpu.cfs_quota_us``), rounded up, at least 1."""
     try:
-        return len(os.sched_getaffinity(0))
+        cpus = len(os.sched_getaffinity(0))
     except AttributeError:  # pragma: no cover - not Linux
-        return os.cpu_count() or 1
+        cpus = os.cpu_count() or 1
+    quota = cgroup_cpu_quota()
+    return max(1, min(cpus, math.ceil(quota))) if quota else cpus
+
+
+def cgroup_cpu_quota(
+    root: Path = Path("/sys/fs/cgroup"), membership: Path = Path("/proc/self/cgroup")
+) -> float | None:
+    """The CPU quota of this process's cgroup in CPUs (e.g. 1.5), or None when unlimited or unknown.
+
+    cgroup v2 (``cpu.max``) or v1 (``cpu.cfs_quota_us`` / ``cpu.cfs_period_us``); the tightest quota of
+    the process's cgroup and its ancestors.  In a container the mounted hierarchy often starts at the
+    container's own cgroup while ``/proc/self/cgroup`` names the host's path: the mount root counts too.
+    """
+    try:
+        lines = membership.read_text().splitlines()
+    except OSError:
+        return None
+    v2 = (root / "cgroup.controllers").exists()
+    quotas: list[float] = []
+    for line in lines:
+        parts = line.split(":", 2)
+        if len(parts) != 3:
+            continue
+        _, controllers, path = parts
+        if v2 and controllers == "":
+            for folder in _lineage(root, path):
+                with contextlib.suppress(OSError, ValueError):
+                    quota, period = (folder / "cpu.max").read_text().split()
+                    if quota != "max" and int(period) > 0:
+                        quotas.append(int(quota) / int(period))
+        elif not v2 and "cpu" in controllers.split(","):
+            for base in (root / "cpu,cpuacct", root / "cpu"):
+                for folder in _lineage(base, path):
+                    with contextlib.suppress(OSError, ValueError):
+                        quota_us = int((folder / "cpu.cfs_quota_us").read_text())
+                        period_us = int((folder / "cpu.cfs_period_us").read_text())
+                        if quota_us > 0 and period_us > 0:
+                            quotas.append(quota_us / period_us)
+    return min(quotas) if quotas else None
+
+
+def _lineage(base: Path, path: str) -> list[Path]:
+    """``base/path`` and each of its ancestors down to ``base`` itself."""
+    folder = base / path.strip("/")
+    out = [folder]
+    while folder != base and base in folder.parents:
+        folder = folder.parent
+        out.append(folder)
+    return out
 
 
 def iter_sources(engine: Engine, paths: Iterable[str]) -> Iterator[str]:
@@ -36,10 +91,24 @@ def iter_sources(engine: Engine, paths: Iterable[str]) -> Iterator[str]:
 _progress_queue: Any = None
 
 
-def _init_worker(settings: Settings, progress_queue: Any = None) -> None:
+def warm_modules(engine: Engine) -> list[str]:
+    """Modules a worker needs before its first file: the engine, each pipeline's module and the modules
+    it declares in ``warm_modules`` (what it would otherwise import on first use)."""
+    mods = ["pipelines.pool"]
+    for p in engine.registry.pipelines.values():
+        mods += [type(p).__module__, *p.warm_modules]
+    return list(dict.fromkeys(mods))
+
+
+def _init_worker(settings: Settings, progress_queue: Any = None, modules: Sequence[str] = ()) -> None:
+    """Each worker, once: the engine, then the pipelines' first-use imports (already in memory when the
+    forkserver preloaded them)."""
     global _engine, _progress_queue
     _engine = Engine(settings)
     _progress_queue = progress_queue
+    for name in modules:  # a pipeline whose library is missing reports that on its first file
+        with contextlib.suppress(ImportError):
+            importlib.import_module(name)
 
 
 def _report(source: str, pipeline: str, fraction: float, message: str) -> None:
@@ -72,17 +141,26 @@ def run_many(
 ) -> list[SourceResult]:
     """Process ``sources``; results come back in ``sources`` order, ``on_result`` sees each as it ends,
     ``progress`` sees the pipelines' progress reports (in this process, also from pool workers)."""
-    n = min(workers or settings.workers or available_cpus(), len(sources))
     results: dict[str, SourceResult] = {}
+    eng = engine or Engine(settings)
+    todo = []
+    for rel in sources:  # up-to-date and unrouted sources are settled here: no worker, no IPC
+        res = eng.up_to_date(rel, pipelines)
+        if res is None:
+            todo.append(rel)
+            continue
+        results[rel] = res
+        if on_result:
+            on_result(res)
+    n = min(workers or settings.workers or available_cpus(), len(todo))
     if n <= 1:
-        eng = engine or Engine(settings)
-        for rel in sources:
+        for rel in todo:
             results[rel] = res = eng.process(rel, pipelines=pipelines, progress=progress)
             if on_result:
                 on_result(res)
         return [results[r] for r in sources]
-    pool_run = _PoolRun(settings, pipelines, results, on_result, progress)
-    remaining = list(sources)
+    pool_run = _PoolRun(settings, pipelines, results, on_result, progress, warm_modules(eng))
+    remaining = todo
     while remaining:
         suspects, remaining = pool_run(remaining, n)
         # a worker died (OOM kill, a codec segfault) and took the pool down: retry the sources that
@@ -112,18 +190,23 @@ class _PoolRun:
         results: dict[str, SourceResult],
         on_result: Callable[[SourceResult], None] | None,
         progress: ProgressCallback | None,
+        modules: Sequence[str] = (),
     ) -> None:
         self.settings, self.pipelines, self.results = settings, pipelines, results
-        self.on_result, self.progress = on_result, progress
+        self.on_result, self.progress, self.modules = on_result, progress, list(modules)
 
     def __call__(self, sources: list[str], n: int) -> tuple[list[str], list[str]]:
         """If the pool breaks, returns (sources in flight, sources not started); else two empty lists."""
         ctx = multiprocessing.get_context("forkserver")
+        ctx.set_forkserver_preload(self.modules)  # imported once, in the forkserver; workers fork warm
         queue = ctx.Queue() if self.progress is not None else None
         todo = iter(sources)
         in_flight: list[str] = []
         with ProcessPoolExecutor(
-            max_workers=n, mp_context=ctx, initializer=_init_worker, initargs=(self.settings, queue)
+            max_workers=n,
+            mp_context=ctx,
+            initializer=_init_worker,
+            initargs=(self.settings, queue, self.modules),
         ) as pool:
             pending: dict[Future[SourceResult], str] = {}
             while True:

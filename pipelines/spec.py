@@ -132,6 +132,9 @@ class Pipeline(ABC):
     # name their table of Settings; a third party's lives under [plugins.<name>].
     settings_model: ClassVar[type[BaseModel] | None] = None
     settings_section: ClassVar[str | None] = None
+    # Modules a pool worker imports before its first file (what run() imports on first use), so no
+    # worker pays them mid-batch; a CLI run on one file and a Lambda invocation import them when needed.
+    warm_modules: ClassVar[tuple[str, ...]] = ()
 
     def accepts(self, source: SourceInfo, settings: Settings) -> bool | str:
         """Whether to run on ``source`` (decided without opening it); the default uses ``inputs``."""

@@ -42,6 +42,7 @@ class TranscodePipeline(FfmpegPipeline):
     name: ClassVar[str] = NAME
     version: ClassVar[str] = "1"
     description: ClassVar[str] = "ffmpeg: H.264/AAC ladder (fMP4, HLS), AAC/Opus/MP3 audio, one decode"
+    warm_modules: ClassVar[tuple[str, ...]] = ("pipelines._exec.probe", "av")
 
     inputs: ClassVar[dict[str, str]] = {**VIDEO_INPUTS, **AUDIO_INPUTS}
     settings_section: ClassVar[str] = "transcode"

@@ -32,6 +32,7 @@ class VideoThumbnailPipeline(FfmpegPipeline):
     name: ClassVar[str] = NAME
     version: ClassVar[str] = "1"
     description: ClassVar[str] = "ffmpeg: poster frame in the thumbnail sizes, sprite sheet + WebVTT"
+    warm_modules: ClassVar[tuple[str, ...]] = ("pipelines._exec.probe", "av", "pipelines.imaging")
 
     inputs: ClassVar[dict[str, str]] = VIDEO_INPUTS
     settings_section: ClassVar[str] = "transcode"

@@ -498,3 +498,18 @@ def test_upload_trigger_runs_the_image_on_the_mounted_bucket(tmp_path: Path) -> 
         log = (stack.dir / "logs" / "function.log").read_text()
         assert all(f'"source_key":"{key}"' in log for key in keys), log[-2000:]
         assert '"processed:' not in (stack.dir / "logs" / "trigger.log").read_text()
+
+
+def test_the_pool_sizes_itself_from_the_containers_cpu_quota() -> None:
+    """`--cpus 1` on a 2-core host: the cgroup's cpu.max, not os.cpu_count(), sizes the process pool."""
+    probe = "import os; from pipelines.pool import available_cpus; print(os.cpu_count(), available_cpus())"
+    for cpus, want in (("1", 1), ("1.5", 2)):
+        res = podman(
+            "run", "--rm", *ULIMITS, "--network", "none", "--read-only", f"--cpus={cpus}",
+            "--entrypoint", "/opt/venv/bin/python", IMAGE, "-c", probe, check=False,
+        )  # fmt: skip
+        assert res.returncode == 0, res.stderr[-2000:]
+        host, got = map(int, res.stdout.split())
+        assert got == min(want, host), (cpus, res.stdout)
+    if (os.cpu_count() or 1) < 2:
+        pytest.skip("a 1-CPU host cannot show the quota capping the pool")

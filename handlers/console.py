@@ -1,0 +1,25 @@
+"""The CLI's rich consoles, made on first use: ``media-worker --help`` and other quick commands do not
+pay for importing rich's console machinery they never print through."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class LazyConsole:
+    """A :class:`rich.console.Console` created the first time any attribute is asked for."""
+
+    def __init__(self, **options: Any) -> None:
+        self._options = options
+        self._console: Any = None
+
+    def __getattr__(self, name: str) -> Any:
+        if self._console is None:
+            from rich.console import Console
+
+            self._console = Console(**self._options)
+        return getattr(self._console, name)
+
+
+err: Any = LazyConsole(stderr=True)
+out: Any = LazyConsole()
