@@ -16,8 +16,9 @@ from PIL import Image
 from strace_support import MIB, OPEN, READ, RENAME, VREAD
 
 
-def strace_cli(tmp: Path, *args: str) -> list[str]:
-    """Run the CLI under strace -f; returns every traced line of every process."""
+def strace_cli(tmp: Path, *args: str, workers: bool = True) -> list[str]:
+    """Run the CLI under strace -f; returns every traced line of every process.  ``workers``: the run
+    must have used pool workers (else: it must have been one process, no pool)."""
     if shutil.which("strace") is None:
         pytest.fail("strace is not installed (Debian package strace; `make test` installs it)")
     out = tmp / "trace"
@@ -42,7 +43,10 @@ def strace_cli(tmp: Path, *args: str) -> list[str]:
     lines = []
     for f in sorted(out.iterdir()):
         lines += f.read_text(errors="replace").splitlines()
-    assert len(list(out.iterdir())) > 2, "expected the worker processes to be traced too"
+    if workers:
+        assert len(list(out.iterdir())) > 2, "expected the worker processes to be traced too"
+    else:
+        assert len(list(out.iterdir())) == 1, "expected one process: no pool for up-to-date sources"
     return lines
 
 
@@ -86,8 +90,8 @@ def test_reads_are_1mib_and_nothing_is_renamed(
     assert big_bytes / (big_bytes + small_bytes) >= 0.99, small_calls[:5]
     assert (workspace / "processed/_manifests/in/sub/big noise.jpg.json").is_file()
 
-    # second run: every source is skipped from its manifest, without being opened
-    lines = strace_cli(tmp_path, "run", "-w", str(workspace), "--workers", "2", "in")
+    # second run: every source is skipped from its manifest, without being opened, and without a pool
+    lines = strace_cli(tmp_path, "run", "-w", str(workspace), "--workers", "2", "in", workers=False)
     opened = [m["path"] for line in lines if (m := OPEN.match(line))]
     assert not set(opened) & set(src_paths), "a skipped source was opened"
     assert any(p.endswith("photo.jpg.json") for p in opened)  # the manifest was what was read
