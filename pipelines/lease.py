@@ -125,14 +125,19 @@ class Lease:
         deadline); :class:`BusyError` (retryable) if it is still held then."""
         give_up = time.monotonic() + min(self.settings.wait_seconds, deadline.remaining())
         poll = POLL_FIRST
+        contended = False  # this call saw a lease file (held or stale): a takeover may race our create
         while True:
             if self.ws.create_exclusive(self.relpath, self._doc()):
+                if not contended:  # no lease was there: nothing to race (docs/leases.md, the 50 ms re-read)
+                    self._start_renewing()
+                    return
                 time.sleep(VERIFY_DELAY)
                 mine = self._holder()
                 if mine is not None and mine.owner == self.owner:
                     self._start_renewing()
                     return
                 continue  # a takeover raced ours and won: look again
+            contended = True
             holder = self._holder()
             if self._expired(holder):
                 again = self._holder()
@@ -169,7 +174,11 @@ class Lease:
             self.ws.write_file(self.relpath, self._doc())
 
     def check(self) -> None:
-        """Before the commit (the manifest): raise if another worker took the lease over."""
+        """Before the commit (the manifest): raise if another worker took the lease over (seen by the
+        renewer, or now: one small read, so a job shorter than a renewal period is checked too)."""
+        if not self.lost:
+            holder = self._holder()
+            self.lost = holder is None or holder.owner != self.owner
         if self.lost:
             raise RetryableError("another worker took this source's lease over while it was processed")
 

@@ -171,3 +171,37 @@ def test_a_killed_holders_lease_is_taken_over_after_expiry(video_ws: Path) -> No
     manifest = ["processed/_manifests/in/long.mp4.json"]
     assert sorted(outputs(ws)) == sorted([o["path"] for o in doc["outputs"]] + manifest)  # nothing stale
     assert not lease.exists()
+
+
+def test_the_verify_wait_is_only_paid_when_a_lease_was_there(
+    workspace: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A fresh source: the lease is created and held at once (the 50 ms re-read was half the time of a
+    small file). After a stale lease was taken over, the re-read still happens."""
+    from config.deadline import NO_DEADLINE
+    from config.settings import LeaseSettings
+    from pipelines import lease as lease_mod
+    from pipelines.mount import Workspace
+
+    slept: list[float] = []
+    real_sleep = time.sleep
+    monkeypatch.setattr(lease_mod.time, "sleep", lambda s: (slept.append(s), real_sleep(s)))
+    ws = Workspace(workspace)
+    settings = LeaseSettings(ttl_seconds=1, clock_skew_seconds=0)
+    fresh = lease_mod.Lease(ws, "a.json.lease", settings)
+    fresh.acquire(NO_DEADLINE)
+    fresh.check()
+    fresh.release()
+    assert lease_mod.VERIFY_DELAY not in slept
+    stale = {"owner": "dead", "host": "elsewhere", "pid": 1, "space": "x", "acquired": 0, "expires": 0}
+    (workspace / "b.json.lease").write_text(json.dumps(stale))
+    taker = lease_mod.Lease(ws, "b.json.lease", settings)
+    taker.acquire(NO_DEADLINE)
+    assert lease_mod.VERIFY_DELAY in slept
+    # the commit check reads the file: a lease taken over during a short job is seen before the manifest
+    (workspace / "b.json.lease").write_text(
+        json.dumps({**stale, "owner": "other", "expires": time.time() + 60})
+    )
+    with pytest.raises(Exception, match="took this source's lease over"):
+        taker.check()
+    taker.release()
