@@ -91,11 +91,14 @@ def iter_sources(engine: Engine, paths: Iterable[str]) -> Iterator[str]:
 _progress_queue: Any = None
 
 
-def warm_modules(engine: Engine) -> list[str]:
-    """Modules a worker needs before its first file: the engine, each pipeline's module and the modules
-    it declares in ``warm_modules`` (what it would otherwise import on first use)."""
+def warm_modules(engine: Engine, names: Sequence[str] | None = None) -> list[str]:
+    """Modules a worker needs before its first file: the engine, and for each pipeline in ``names``
+    (default: all installed) its module and the modules it declares in ``warm_modules`` (what it would
+    otherwise import on first use).  A batch of photos does not preload the video or OCR libraries."""
     mods = ["pipelines.pool"]
-    for p in engine.registry.pipelines.values():
+    for name, p in engine.registry.pipelines.items():
+        if names is not None and name not in names:
+            continue
         mods += [type(p).__module__, *p.warm_modules]
     return list(dict.fromkeys(mods))
 
@@ -159,7 +162,8 @@ def run_many(
             if on_result:
                 on_result(res)
         return [results[r] for r in sources]
-    pool_run = _PoolRun(settings, pipelines, results, on_result, progress, warm_modules(eng))
+    warm = warm_modules(eng, eng.pipelines_for(todo, pipelines))
+    pool_run = _PoolRun(settings, pipelines, results, on_result, progress, warm)
     remaining = todo
     while remaining:
         suspects, remaining = pool_run(remaining, n)
