@@ -46,6 +46,7 @@ lint: bootstrap
 bench: bootstrap
 	$(BIN)/python bench/bench_thumbnails.py
 	$(BIN)/python bench/bench_coldstart.py
+	$(BIN)/python bench/bench_startup.py
 
 samples: bootstrap
 	$(BIN)/python sample_media/make_samples.py
