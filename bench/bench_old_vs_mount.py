@@ -203,7 +203,9 @@ def outputs_of(results: list[Any]) -> list[str]:
 def run_old(case: Case, settings: Any, status: dict[str, Any], tmp: Path) -> Way:
     from old_way import OldWay, plumbing_lines
 
-    s3, checker = client(status), client(status)
+    from handlers.local_stack import boto3_client
+
+    s3, checker = boto3_client(status), boto3_client(status)
     seen = counting(s3)
     tmp.mkdir(parents=True, exist_ok=True)
     os.environ["TMPDIR"], tempfile.tempdir = str(tmp), str(tmp)  # one /tmp for downloads and scratch
@@ -232,26 +234,12 @@ def run_old(case: Case, settings: Any, status: dict[str, Any], tmp: Path) -> Way
     return way
 
 
-def client(status: dict[str, Any]) -> Any:
-    """A boto3 S3 client for the stack (boto3: the old way's download_file/upload_file)."""
-    import boto3
-    from botocore.config import Config
-
-    return boto3.client(
-        "s3",
-        endpoint_url=status["endpoint_url"],
-        region_name=status["region"],
-        aws_access_key_id=status["access_key_id"],
-        aws_secret_access_key=status["secret_access_key"],
-        config=Config(s3={"addressing_style": "path"}),
-    )
-
-
 def run_mount(case: Case, status: dict[str, Any], tmp: Path) -> Way:
     from handlers.local_invoke import LocalContext, invoke
+    from handlers.local_stack import boto3_client
     from handlers.runtime import reset_runtime, runtime
 
-    checker = client(status)
+    checker = boto3_client(status)
     tmp.mkdir(parents=True, exist_ok=True)
     os.environ.update(
         MEDIA_WORKER_WORKSPACE=status["mount"], MEDIA_WORKER_AWS__BUCKET=status["bucket"], TMPDIR=str(tmp)
@@ -373,7 +361,7 @@ def main() -> int:
     args = ap.parse_args()
 
     from config.settings import load_settings
-    from handlers.local_stack import Stack
+    from handlers.local_stack import Stack, boto3_client
 
     work = Path(tempfile.mkdtemp(prefix="bench-old-vs-mount-", dir=args.workdir))
     settings = load_settings(None, stack={"input_prefix": "trigger/"})
@@ -391,7 +379,7 @@ def main() -> int:
     cases: list[Case] = []
     try:
         status = stack.up()
-        s3 = client(status)
+        s3 = boto3_client(status)
         inputs = make_inputs(work / "inputs", args.photos, args.video_seconds, args.pages)
         for name in args.cases.split(","):
             what, files = inputs[name]

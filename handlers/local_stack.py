@@ -523,6 +523,24 @@ def s3_client(endpoint_url: str, creds: dict[str, str]) -> Any:
     )
 
 
+def boto3_client(status: dict[str, Any]) -> Any:
+    """A boto3 S3 client for a running stack, from its :meth:`Stack.status` (boto3 adds the transfer
+    manager: ``upload_file`` / ``download_file``); needs the ``local`` extra."""
+    try:
+        import boto3
+        from botocore.config import Config
+    except ImportError:
+        raise StackError("boto3 is needed: pip install 'media-worker[local]'") from None
+    return boto3.client(
+        "s3",
+        endpoint_url=status["endpoint_url"],
+        region_name=status["region"],
+        aws_access_key_id=status["access_key_id"],
+        aws_secret_access_key=status["secret_access_key"],
+        config=Config(s3={"addressing_style": "path"}),
+    )
+
+
 def _answers(s3: Any) -> bool:
     try:
         s3.list_buckets()

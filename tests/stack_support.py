@@ -19,6 +19,8 @@ from typing import Any
 import pytest
 from conftest import REPO, cli_env
 
+from handlers.local_stack import boto3_client
+
 FAST_CONFIG = """
 [transcode]
 preset = "ultrafast"
@@ -110,20 +112,6 @@ class LocalStack:
                 return value
             time.sleep(0.1)
         pytest.fail(f"{what}: not within {timeout:.0f} s; journal tail: {self.journal()[-5:]}")
-
-
-def boto3_client(status: dict[str, Any]) -> Any:
-    import boto3
-    from botocore.config import Config
-
-    return boto3.client(
-        "s3",
-        endpoint_url=status["endpoint_url"],
-        region_name=status["region"],
-        aws_access_key_id=status["access_key_id"],
-        aws_secret_access_key=status["secret_access_key"],
-        config=Config(s3={"addressing_style": "path"}),
-    )
 
 
 def processes_of(status_dir: Path) -> list[str]:
