@@ -427,7 +427,7 @@ def render_thumbnails(
     webp_quality: int = 80,
     progressive: bool = True,
     background: tuple[int, int, int] = (255, 255, 255),
-) -> dict[tuple[str, str], tuple[bytes, Box]]:
+) -> Rendered:
     """Every (size name, format) for one source, from a single decode.
 
     Returns ``{(size_name, fmt): (encoded_bytes, (width, height))}``.
@@ -436,7 +436,7 @@ def render_thumbnails(
         if fmt not in _FORMATS:
             raise ValueError(f"unsupported output format {fmt!r}; expected one of {sorted(_FORMATS)}")
     if not boxes or not formats:
-        return {}
+        return Rendered()
     im = open_image(data, max_pixels=max_pixels)
     w, h = im.size
     displayed = (h, w) if _orientation(im) in _SWAPPED_ORIENTATIONS else (w, h)
@@ -456,16 +456,30 @@ def encode_sizes(
     quality: dict[str, int],
     progressive: bool,
     background: tuple[int, int, int],
-) -> dict[tuple[str, str], tuple[bytes, Box]]:
-    """Encode every fitted size in every format: {(size name, format): (bytes, (w, h))}."""
-    return {
-        (name, fmt): (
-            encode(img, fmt, quality=quality[fmt], progressive=progressive, background=background),
-            img.size,
-        )
-        for name, img in sized.items()
-        for fmt in formats
-    }
+) -> Rendered:
+    """Encode every fitted size in every format: {(size name, format): (bytes, (w, h))}, and the set's
+    ThumbHash (:attr:`Rendered.thumbhash`) from its smallest size, already in memory."""
+    from pipelines.placeholder import thumbhash
+
+    out = Rendered(
+        {
+            (name, fmt): (
+                encode(img, fmt, quality=quality[fmt], progressive=progressive, background=background),
+                img.size,
+            )
+            for name, img in sized.items()
+            for fmt in formats
+        }
+    )
+    if sized:
+        out.thumbhash = thumbhash(min(sized.values(), key=lambda im: im.size[0] * im.size[1]))
+    return out
+
+
+class Rendered(dict[tuple[str, str], tuple[bytes, Box]]):
+    """Encoded renditions by (size name, format), with the set's placeholder."""
+
+    thumbhash: str | None = None
 
 
 def _area(size: Box) -> int:

@@ -14,12 +14,15 @@ import io
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from PIL import Image
 
 from config.errors import BadInputError
 from config.logs import get_logger
+
+if TYPE_CHECKING:
+    from pipelines.imaging import Rendered
 
 log = get_logger(__name__)
 HEADER_WINDOW = 1024  # readers accept "%PDF-" anywhere in the first KiB
@@ -356,7 +359,7 @@ def pdf_thumbnails(
     quality: dict[str, int],
     progressive: bool,
     background: tuple[int, int, int],
-) -> dict[tuple[str, str], tuple[bytes, tuple[int, int]]]:
+) -> Rendered:
     """Thumbnails of page 1, with the same sizes and encoders as image thumbnails.
 
     The page's "native" size is its size at ``dpi``: sizes fit inside it and are never larger.

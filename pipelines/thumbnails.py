@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from config.settings import Settings
 from pipelines.spec import Job, Pipeline, PlannedOutput, SourceInfo
+
+if TYPE_CHECKING:
+    from pipelines.imaging import Rendered
 
 MEDIA_TYPES = {"jpeg": ("jpg", "image/jpeg"), "webp": ("webp", "image/webp"), "png": ("png", "image/png")}
 IMAGE_INPUTS = {
@@ -33,7 +36,7 @@ class ThumbnailPipeline(Pipeline):
     """Image thumbnails with Pillow: EXIF orientation applied, sRGB, alpha handled, never upscaled."""
 
     name: ClassVar[str] = "thumbnails"
-    version: ClassVar[str] = "1"
+    version: ClassVar[str] = "2"  # 2: manifests carry meta.thumbhash
     description: ClassVar[str] = (
         "Image and PDF first-page thumbnails (Pillow, pypdfium2): sizes x formats, one decode"
     )
@@ -81,11 +84,12 @@ class ThumbnailPipeline(Pipeline):
         else:
             rendered = render_image(data, job.settings)
         job.deadline.check("writing thumbnails")
+        placeholder = {"thumbhash": rendered.thumbhash} if rendered.thumbhash else {}
         for (size, fmt), (blob, (w, h)) in rendered.items():
-            job.write_output(self.name, size, blob, ext=MEDIA_TYPES[fmt][0], width=w, height=h)
+            job.write_output(self.name, size, blob, ext=MEDIA_TYPES[fmt][0], width=w, height=h, **placeholder)
 
 
-def _pdf_thumbnails(job: Job, data: bytes) -> dict[tuple[str, str], tuple[bytes, tuple[int, int]]]:
+def _pdf_thumbnails(job: Job, data: bytes) -> Rendered:
     """Page 1 of a PDF through the same sizes, formats and encoders as images."""
     from pipelines.pdf import pdf_thumbnails
 
@@ -102,7 +106,7 @@ def _pdf_thumbnails(job: Job, data: bytes) -> dict[tuple[str, str], tuple[bytes,
     )
 
 
-def render_image(data: bytes, settings: Settings) -> dict[tuple[str, str], tuple[bytes, tuple[int, int]]]:
+def render_image(data: bytes, settings: Settings) -> Rendered:
     """Every configured thumbnail size and format of an encoded image (also used for video posters)."""
     from pipelines.imaging import render_thumbnails  # Pillow is imported only when a job needs it
 

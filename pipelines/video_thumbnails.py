@@ -30,7 +30,7 @@ class VideoThumbnailPipeline(FfmpegPipeline):
     """Poster thumbnails (not a black frame) and a scrub-preview storyboard."""
 
     name: ClassVar[str] = NAME
-    version: ClassVar[str] = "1"
+    version: ClassVar[str] = "2"  # 2: manifests carry meta.thumbhash
     description: ClassVar[str] = "ffmpeg: poster frame in the thumbnail sizes, sprite sheet + WebVTT"
     warm_modules: ClassVar[tuple[str, ...]] = ("pipelines._exec.probe", "av", "pipelines.imaging")
 
@@ -145,8 +145,12 @@ class ThumbnailBranch(Branch):
             order = order[1:] + order[:1]
         data, index = posters.pick([frames[i].read_bytes() for i in order])
         at = times[order[index]]
-        for (size, fmt), (blob, (w, h)) in render_image(data, job.settings).items():
-            job.write_output(NAME, size, blob, ext=IMAGE_TYPES[fmt][0], width=w, height=h, time=round(at, 3))
+        rendered = render_image(data, job.settings)
+        placeholder = {"thumbhash": rendered.thumbhash} if rendered.thumbhash else {}
+        for (size, fmt), (blob, (w, h)) in rendered.items():
+            job.write_output(
+                NAME, size, blob, ext=IMAGE_TYPES[fmt][0], width=w, height=h, time=round(at, 3), **placeholder
+            )
 
     def _write_storyboard(self, job: Job, sprite: ff.SpriteOut, geo: avplan.SpriteGeometry) -> None:
         """The tiles ffmpeg wrote, in one sheet, and a WebVTT file mapping each interval to its tile."""
