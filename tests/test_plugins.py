@@ -89,4 +89,10 @@ def test_a_worker_crash_fails_only_that_file(plugin_site: Path, workspace: Path)
     by_src = {r["source"]: r for r in json_lines(res.stdout)}
     assert sorted(by_src) == ["a.txt", "b.txt", "c.txt", "d.txt"]
     assert by_src["b.txt"]["status"] == "failed" and by_src["b.txt"]["error_kind"] == "crash"
-    assert all(by_src[n]["status"] == "ok" for n in ("a.txt", "c.txt", "d.txt"))
+    for n in ("a.txt", "c.txt", "d.txt"):
+        # a neighbour in flight when the pool broke may have finished first: its one-at-a-time retry then
+        # finds its manifest (skipped, up to date) - done either way, never failed
+        r = by_src[n]
+        assert r["status"] == "ok" or r["reason"].startswith("up to date"), r
+        manifest = json.loads((workspace / "processed/_manifests" / f"{n}.json").read_text())
+        assert manifest["status"] == "ok"
