@@ -277,9 +277,55 @@ def demo(
         table.add_row(r.source, r.status, detail)
     out.print(table)
     out.print(f"workspace: {ws}")
+    summary = _report(settings, "sample_media", None)
+    out.print(f"report: {ws / summary['html']}")
     raise typer.Exit(
         ExitCode.FAILED if any(r.status in ("failed", "timeout") for r in results) else ExitCode.OK
     )
+
+
+@app.command()
+def report(
+    prefix: Annotated[
+        str, typer.Argument(help="Folder of sources, relative to the workspace ('' = all).")
+    ] = "",
+    out_dir: Annotated[
+        str | None,
+        typer.Option("--output", "-o", help="Report folder in the workspace (default: reports/PREFIX)."),
+    ] = None,
+    workspace: Annotated[
+        Path | None, typer.Option("--workspace", "-w", help="Workspace root (mount).")
+    ] = None,
+    config: ConfigOpt = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print summary.json on stdout.")] = False,
+) -> None:
+    """The contact sheet of a prefix: one HTML page and summary.json from the manifests under it."""
+    summary = _report(_settings(config, workspace=workspace), prefix, out_dir)
+    if as_json:
+        print(json.dumps(summary, indent=2, ensure_ascii=False))
+    else:
+        out.print(
+            f"{summary['sources']} source(s): {summary['ok']} ok, {summary['missing']} missing; "
+            f"{summary['outputs']} output(s)"
+        )
+        out.print(f"report: {Path(summary['workspace']) / summary['html']}")
+
+
+def _report(settings: Settings, prefix: str, out_dir: str | None) -> dict[str, Any]:
+    from pipelines.engine import Engine
+    from pipelines.report import collect, default_folder, write
+
+    try:
+        engine = Engine(settings)
+        folder = out_dir or default_folder(prefix)
+        summary = write(
+            engine.ws, collect(engine.ws, settings.layout, prefix, engine.triage, skip=[folder]), folder
+        )
+    except MediaWorkerError as exc:
+        err.print(f"[red]error:[/red] {exc}", highlight=False)
+        raise typer.Exit(exc.exit_code) from None
+    summary["workspace"] = str(engine.ws.root)
+    return summary
 
 
 @app.command()

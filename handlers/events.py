@@ -178,7 +178,7 @@ def sns_event(event: Mapping[str, Any]) -> list[ObjectRef]:
     return out
 
 
-Shape = Literal["eventbridge", "s3", "sns", "sqs", "prefix", "map", "batch-operations"]
+Shape = Literal["eventbridge", "s3", "sns", "sqs", "prefix", "map", "batch-operations", "report"]
 UPLOAD_SHAPES = ("eventbridge", "s3", "sns")
 BATCH_SHAPES = ("prefix", "map", "batch-operations")
 
@@ -206,6 +206,8 @@ def shape(event: Any) -> Shape:
         return "map"
     if "prefix" in event:
         return "prefix"
+    if "report" in event:
+        return "report"
     raise UnsupportedEvent(
         "not an S3, EventBridge, SNS or SQS event, nor a batch request: expected {'prefix': ...}, a "
         "Distributed Map batch {'Items': [...]}, or an S3 Batch Operations invocation"

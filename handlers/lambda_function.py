@@ -28,6 +28,10 @@ def process(event: Any, context: LambdaContext) -> dict[str, Any]:
         from handlers import sqs_trigger
 
         return sqs_trigger.process(event, context)
+    if what == "report":
+        from handlers import report_event
+
+        return report_event.process(event, context)
     from handlers import batch_events
 
     return batch_events.process(event, context, shape=what)

@@ -504,6 +504,16 @@ def check_state_machine(stack: Stack) -> None:
     assert batch.BatchItemsRetryable.__name__ in retried
     assert batch.BatchItemsFailed.__name__ not in retried and "States.ALL" not in retried
     assert {"Lambda.ServiceException", "Lambda.TooManyRequestsException"} <= retried
+    # the merge step: after the Map, the function is invoked with {"report": <workspace prefix>}, and the
+    # execution ends with the summary it returns (handlers/report_event.py)
+    report = d["States"][m["Next"]]
+    assert m.get("ResultPath") == "$.map" and "End" not in m
+    assert report["Type"] == "Task" and report["End"] is True
+    assert report["Resource"] == "arn:aws:states:::lambda:invoke"
+    assert report["Parameters"]["FunctionName"] == task["Arguments"]["FunctionName"]
+    assert report["Parameters"]["Payload"] == {"report.$": "$.prefix"}
+    assert d["States"]["ResolvePrefix"]["Parameters"]["prefix.$"] == "$.prefix"
+    assert report["ResultSelector"] == {"summary.$": "$.Payload"} and report["OutputPath"] == "$.summary"
 
 
 def check_state_machine_role(stack: Stack) -> None:
