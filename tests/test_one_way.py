@@ -142,6 +142,8 @@ def test_pipelines_do_not_render_layout_paths() -> None:
     for rel, tree in modules("pipelines"):
         if rel in ENGINE_ONLY or rel == "pipelines/triage.py":  # the engine's triage asks, renders nothing
             continue
+        if rel == "pipelines/report.py":  # the merge step reads the layout's manifests back, like the engine
+            continue
         for node in ast.walk(tree):
             if isinstance(node, ast.Attribute) and node.attr == "layout":
                 owner = node.value
