@@ -145,6 +145,13 @@ class _Job:
             self.written.append(OutputRecord(rel, size, sha, pipeline, planned.variant, planned.media_type))
         self.tool_written.clear()
 
+    def lost_folder(self) -> str | None:
+        """An output handed to a tool whose folder is gone (pruned by a concurrent job's clean-up)."""
+        for _, _, rel in self.tool_written:
+            if not (self.ws.root / rel).parent.is_dir():
+                return rel
+        return None
+
     def cleanup(self, *, delete_outputs: bool) -> None:
         """End the job: remove its scratch folder and, if it failed, every output it wrote or handed
         to a tool (whatever the tool managed to write before it failed or was stopped)."""
@@ -393,13 +400,38 @@ class Engine:
         job stops with status "timeout".
         """
         t0 = time.monotonic()
+        for attempt in range(2):
+            result, folder_lost = self._attempt(relpath, pipelines, meta, deadline, progress)
+            if not folder_lost or attempt == 1:
+                break
+            log.info(
+                "%s: a concurrent clean-up removed an output folder under a tool; running it again", relpath
+            )
+        result.duration_s = time.monotonic() - t0
+        return result
+
+    def _attempt(
+        self,
+        relpath: str,
+        pipelines: Sequence[str] | None,
+        meta: SourceMeta | None,
+        deadline: float | Deadline | None,
+        progress: ProgressCallback | None,
+    ) -> tuple[SourceResult, bool]:
+        """One run of the job; True beside a failure if a tool's output folder vanished under it (a
+        concurrent job's clean-up pruned it as empty), which is worth one more run at once."""
         result = SourceResult(source=relpath, status="failed")
         started: list[_Job] = []  # the job, once created, so a failure can clean it up
         held: list[Lease] = []  # the source's lease, once taken; released after the clean-up
+        folder_lost = False
         try:
             self._process(relpath, pipelines, meta, Deadline.of(deadline), result, started, held, progress)
         except Exception as exc:
+            lost = started[0].lost_folder() if started else None
             known = out_of_space(exc, self.ws.root) or exc
+            if lost is not None and not isinstance(known, JobTimeoutError):
+                folder_lost = True
+                known = RetryableError(f"the folder of {lost} was removed while a tool wrote into it ({exc})")
             if isinstance(known, MediaWorkerError):
                 result.status = "timeout" if isinstance(known, JobTimeoutError) else "failed"
                 result.error, result.error_kind, result.retryable = str(known), known.kind, known.retryable
@@ -414,8 +446,7 @@ class Engine:
                 lease.release()
             if result.status in ("failed", "timeout"):
                 result.outputs, result.manifest = [], None
-            result.duration_s = time.monotonic() - t0
-        return result
+        return result, folder_lost
 
     def _process(
         self,

@@ -33,6 +33,9 @@ _WRITE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOE
 _READ_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC
 _DENIED = (errno.EACCES, errno.EPERM, errno.EROFS)
 _FULL = (errno.ENOSPC, errno.EDQUOT)
+_PRUNE_RACE_ATTEMPTS = (
+    32  # walk again this often if concurrent clean-ups keep pruning (3 pruning processes: 0 in 27,000)
+)
 
 
 def not_writable(folder: Path, exc: OSError | None = None) -> WorkspaceNotWritableError:
@@ -168,8 +171,21 @@ class Workspace:
         return path
 
     def resolve_output(self, relpath: str) -> Path:
-        """Absolute final path for an output; creates its parent folders inside the workspace."""
+        """Absolute final path for an output; creates its parent folders inside the workspace.
+
+        A concurrent job that failed prunes the folders it left empty (``prune_empty_parents``), so a
+        folder seen or made here may vanish before the next step: the walk then starts again."""
         rel = clean_relpath(relpath)
+        for attempt in range(_PRUNE_RACE_ATTEMPTS):
+            try:
+                self._make_parents(rel)
+                break
+            except FileNotFoundError:
+                if attempt == _PRUNE_RACE_ATTEMPTS - 1:
+                    raise
+        return self._final_path(rel)
+
+    def _make_parents(self, rel: str) -> None:
         cur = self.root
         for part in PurePosixPath(rel).parts[:-1]:
             cur = cur / part
@@ -177,9 +193,11 @@ class Workspace:
                 st = os.lstat(cur)
             except FileNotFoundError:
                 try:
-                    os.mkdir(cur, 0o755)
+                    os.mkdir(cur, 0o755)  # FileNotFoundError: a concurrent clean-up removed the parent
                 except FileExistsError:  # another worker made it meanwhile
                     pass
+                except FileNotFoundError:
+                    raise
                 except OSError as exc:
                     if exc.errno in _DENIED:
                         raise not_writable(cur.parent, exc) from None
@@ -196,6 +214,8 @@ class Workspace:
                 st = os.stat(cur)
             if not stat.S_ISDIR(st.st_mode):
                 raise PathError(f"output folder {cur.relative_to(self.root)} exists and is not a folder")
+
+    def _final_path(self, rel: str) -> Path:
         final = self.root / rel
         if os.path.islink(final):
             raise PathError(f"output path {rel} is a symlink; refusing to write through it")
@@ -303,20 +323,27 @@ class Workspace:
 
     # -- writing -----------------------------------------------------------------------------
     def open_output(self, relpath: str) -> OutputFile:
-        path = self.resolve_output(relpath)
-        try:
-            return OutputFile(path, clean_relpath(relpath))
-        except OSError as exc:
-            if exc.errno == errno.ELOOP:
-                raise PathError(f"output path {relpath} is a symlink; refusing to write through it") from None
-            if exc.errno in _DENIED:
-                raise not_writable(path.parent, exc) from None
-            raise
+        for attempt in range(_PRUNE_RACE_ATTEMPTS):
+            path = self.resolve_output(relpath)
+            try:
+                return OutputFile(path, clean_relpath(relpath))
+            except FileNotFoundError:  # a concurrent clean-up pruned the (empty) folder: make it again
+                if attempt == _PRUNE_RACE_ATTEMPTS - 1:
+                    raise
+            except OSError as exc:
+                if exc.errno == errno.ELOOP:
+                    raise PathError(
+                        f"output path {relpath} is a symlink; refusing to write through it"
+                    ) from None
+                if exc.errno in _DENIED:
+                    raise not_writable(path.parent, exc) from None
+                raise
+        raise AssertionError("unreachable")
 
     def create_exclusive(self, relpath: str, data: bytes) -> bool:
         """Create a small file only if it does not exist (O_EXCL: atomic on NFS v4.1), with one write();
         False if it exists.  For leases: no link(), which S3 Files does not have."""
-        for attempt in range(3):
+        for attempt in range(_PRUNE_RACE_ATTEMPTS):
             path = self.resolve_output(relpath)
             try:
                 fd = os.open(path, _WRITE_FLAGS | os.O_EXCL, 0o644)
@@ -324,7 +351,7 @@ class Workspace:
             except FileExistsError:
                 return False
             except FileNotFoundError:  # another worker pruned the (empty) folder meanwhile: make it again
-                if attempt == 2:
+                if attempt == _PRUNE_RACE_ATTEMPTS - 1:
                     raise
             except OSError as exc:
                 if exc.errno in _DENIED:

@@ -112,7 +112,7 @@ def test_bad_input_fails_per_file_and_batch_goes_on(workspace: Path) -> None:
     res = run_cli("run", "-w", str(workspace), "--json", "--workers", "2", "in")
     assert res.returncode == 1
     results = {r["source"]: r for r in json_lines(res.stdout)}
-    assert results["in/photo.jpg"]["status"] == "ok"
+    assert results["in/photo.jpg"]["status"] == "ok", (results["in/photo.jpg"], res.stderr)
     for bad in ("in/cut.jpg", "in/empty.png", "in/notes.JPG"):
         r = results[bad]
         assert r["status"] == "failed" and r["error_kind"] == "bad_input", r

@@ -110,3 +110,36 @@ def test_overlong_segment_is_a_path_error(tmp_path: Path) -> None:
         w.stat_source("a/" + "x" * 300 + ".jpg")
     with pytest.raises(PathError, match="too long"):
         w.open_output("processed/" + "y" * 300 + "/out.jpg")
+
+
+def _write_and_prune(root: str, name: str, rounds: int) -> list[str]:
+    """One job's life, many times over: write a file into a shared nested folder, remove it, prune the
+    folders left empty (as a failed job's clean-up does).  Returns the errors it met."""
+    ws = Workspace(root)
+    errors = []
+    for i in range(rounds):
+        rel = f"processed/_manifests/in/deep/{name}-{i}.json"
+        try:
+            if i % 2:
+                ws.write_file(rel, b"{}")
+            else:
+                assert ws.create_exclusive(rel, b"lease")
+        except OSError as exc:
+            errors.append(f"{type(exc).__name__}: {exc}")
+        ws.remove([rel])
+        ws.prune_empty_parents(rel)
+    return errors
+
+
+def test_writes_survive_concurrent_clean_ups_pruning_their_folders(tmp_path: Path) -> None:
+    """Concurrent jobs share output folders, and a job that fails prunes the folders it leaves empty:
+    another job's folder can vanish between its mkdir and its open.  Three processes doing both at once,
+    thousands of times: not one write fails (with the re-walk switched off, over a thousand do)."""
+    import multiprocessing
+
+    ctx = multiprocessing.get_context("fork")
+    with ctx.Pool(3) as pool:
+        runs = [pool.apply_async(_write_and_prune, (str(tmp_path), f"job{n}", 3000)) for n in range(3)]
+        errors = [e for r in runs for e in r.get(timeout=300)]
+    assert errors == []
+    assert list(tmp_path.iterdir()) == []  # and the last clean-up left no folder behind

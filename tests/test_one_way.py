@@ -229,6 +229,38 @@ def test_a_failing_tools_partial_output_is_removed_by_the_engine(
     assert tool.pids and not Path(f"/proc/{tool.pids[0]}").exists()  # the tool is gone too
 
 
+class PrunedUnderTheTool(Pipeline):
+    """A tool writes the output; on the first run, the output's (still empty) folder is pruned just
+    before the tool starts, as a concurrent job's failed clean-up does (``prune_empty_parents``)."""
+
+    name = "pruned_under_the_tool"
+
+    def __init__(self) -> None:
+        self.runs = 0
+
+    def plan(self, source: Any, settings: Any) -> list[PlannedOutput]:
+        return [PlannedOutput("out", "bin", "application/octet-stream")]
+
+    def run(self, job: Any) -> None:
+        self.runs += 1
+        path = job.output_path(self.name, "out", ext="bin")
+        if self.runs == 1:
+            job.ws.prune_empty_parents(job.output_relpath(self.name, "out", ext="bin"))
+            assert not path.parent.exists()
+        runner.run(["sh", "-c", 'printf whole > "$1"', "sh", str(path)], program=SH, deadline=job.deadline)
+
+
+def test_a_tool_whose_folder_a_concurrent_clean_up_pruned_is_run_again(workspace: Path) -> None:
+    """The tool fails (its output folder is gone); the engine sees the folder vanished and runs the job
+    once more, which succeeds: no spurious failure from a neighbour's clean-up."""
+    tool = PrunedUnderTheTool()
+    res = engine_with(workspace, tool).process("in/a.dat", pipelines=[tool.name])
+    assert res.status == "ok", res
+    assert tool.runs == 2
+    (out,) = res.outputs
+    assert (workspace / out).read_bytes() == b"whole"
+
+
 class SourceChanger(Pipeline):
     """Writes its output, then does ``self.change`` to the source - as an uploader overwriting it would."""
 
