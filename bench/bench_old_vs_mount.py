@@ -51,17 +51,20 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "bench"))
 
-KIB, MIB, GB = 1024, 1 << 20, 1e9
+from config.cost import GB, CostSettings  # noqa: E402  (the one price table: config/cost.py)
+
+KIB, MIB = 1024, 1 << 20
 SMALL_READ = 128 * KIB  # S3 Files serves reads >= 128 KB of synced data straight from S3
+_P = CostSettings()
 PRICES = {  # USD, approximate (us-east-1 list prices, the design's table); check the AWS price pages
-    "s3_get_per_1k": 0.0004,
-    "s3_put_per_1k": 0.005,
-    "s3files_cache_gb_month": 0.30,
-    "s3files_small_read_gb": 0.03,
-    "s3files_write_gb": 0.06,
-    "efs_storage_gb_month": 0.30,
-    "efs_read_gb": 0.03,
-    "efs_write_gb": 0.06,
+    "s3_get_per_1k": _P.s3_get_per_1k,
+    "s3_put_per_1k": _P.s3_put_per_1k,
+    "s3files_cache_gb_month": _P.s3files_cache_gb_month,
+    "s3files_small_read_gb": _P.s3files_small_read_gb,
+    "s3files_write_gb": _P.s3files_write_gb,
+    "efs_storage_gb_month": _P.efs_storage_gb_month,
+    "efs_read_gb": _P.efs_read_gb,
+    "efs_write_gb": _P.efs_write_gb,
     "lambda_gb_second": 0.0000166667,
 }
 FUNCTION_GB = 2.0  # template.yaml's default memory

@@ -22,6 +22,7 @@ from pydantic_settings import (
 
 from config.aws import AwsSettings
 from config.base import Section
+from config.cost import CostSettings
 from config.errors import ConfigError
 from config.layout import Layout
 from config.ocr import OcrSettings
@@ -148,6 +149,9 @@ class Settings(BaseSettings):
     ocr: OcrSettings = Field(default_factory=OcrSettings)
     aws: AwsSettings = Field(default_factory=AwsSettings, description="Lambda adapters.")
     sync: SyncSettings = Field(default_factory=SyncSettings, description="S3 Files synchronization settings.")
+    cost: CostSettings = Field(
+        default_factory=CostSettings, description="Approximate prices for the cost ledger (config/cost.py)."
+    )
     stack: StackSettings = Field(
         default_factory=StackSettings,
         description="The local S3 + mount + upload trigger (`media-worker stack`).",

@@ -311,6 +311,85 @@ def report(
         out.print(f"report: {Path(summary['workspace']) / summary['html']}")
 
 
+@app.command()
+def cost(
+    prefix: Annotated[
+        str, typer.Argument(help="Folder of sources, relative to the workspace ('' = all).")
+    ] = "",
+    workspace: Annotated[
+        Path | None, typer.Option("--workspace", "-w", help="Workspace root (mount).")
+    ] = None,
+    config: ConfigOpt = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout.")] = False,
+) -> None:
+    """What the jobs under a prefix did on storage and what it costs: the mount way (S3 Files, by
+    cache expiry), the old way (GET the source, PUT each output) and EFS; from the manifests' ledgers.
+    Prices are approximate (config [cost])."""
+    from pipelines.engine import Engine
+    from pipelines.report import collect, default_folder
+
+    settings = _settings(config, workspace=workspace)
+    try:
+        engine = Engine(settings)
+        found = collect(engine.ws, settings.layout, prefix, engine.triage, skip=[default_folder("")])
+    except MediaWorkerError as exc:
+        err.print(f"[red]error:[/red] {exc}", highlight=False)
+        raise typer.Exit(exc.exit_code) from None
+    found.price(settings.cost, settings.sync.cache_expiration_days)
+    bill = found.cost or {}
+    missing = sum(1 for e in found.entries if e.manifest is None)
+    if as_json:
+        print(json.dumps({"prefix": found.prefix, **bill, "missing": missing}, indent=2))
+        return
+    _print_bill(found.prefix, bill, missing)
+
+
+def _print_bill(prefix: str, bill: dict[str, Any], missing: int) -> None:
+    from rich.table import Table
+
+    mib = 1 << 20
+    io = Table(title=f"storage I/O of {bill['sources']} job(s) under {prefix or '(workspace)'}")
+    io.add_column("")
+    io.add_column("bytes", justify="right")
+    io.add_column("requests", justify="right")
+    io.add_row(
+        "read straight from S3 (>= 128 KiB)",
+        f"{bill['bytes_read_direct'] / mib:,.2f} MiB",
+        f"{bill['direct_read_requests']:,}",
+    )
+    io.add_row(
+        "read through the cache (< 128 KiB)",
+        f"{bill['bytes_read_cached'] / mib:,.2f} MiB",
+        f"{bill['read_requests'] - bill['direct_read_requests']:,}",
+    )
+    io.add_row("written", f"{bill['bytes_written'] / mib:,.2f} MiB", f"{bill['write_requests']:,}")
+    io.add_row(
+        "kept (outputs + manifests)",
+        f"{bill['bytes_stored'] / mib:,.2f} MiB",
+        f"{bill['files_written']:,} files",
+    )
+    out.print(io)
+    ways = Table(title="approximate USD (prices: config \\[cost]; compute left out)")
+    ways.add_column("way")
+    ways.add_column("USD", justify="right")
+    days = bill["cache_expiration_days"]
+    for d, v in bill["mount_way_usd_by_cache_days"].items():
+        mark = " (configured)" if int(d) == days else ""
+        ways.add_row(f"S3 Files, cache expiry {d} d{mark}", f"{v:.6f}")
+    ways.add_row("download / upload (GET + PUT)", f"{bill['usd']['old_way']:.6f}")
+    ways.add_row("EFS", f"{bill['usd']['efs']:.6f}")
+    out.print(ways)
+    if bill["without_ledger"] or missing:
+        out.print(
+            f"left out: {bill['without_ledger']} manifest(s) without a ledger, {missing} source(s) "
+            "without a manifest (failed or in flight)"
+        )
+    out.print(
+        "touch-once batches: a cache expiry of 1-2 days (sync.cache_expiration_days) keeps the "
+        "cache bill small"
+    )
+
+
 def _report(settings: Settings, prefix: str, out_dir: str | None) -> dict[str, Any]:
     from pipelines.engine import Engine
     from pipelines.report import collect, default_folder, write
@@ -318,9 +397,9 @@ def _report(settings: Settings, prefix: str, out_dir: str | None) -> dict[str, A
     try:
         engine = Engine(settings)
         folder = out_dir or default_folder(prefix)
-        summary = write(
-            engine.ws, collect(engine.ws, settings.layout, prefix, engine.triage, skip=[folder]), folder
-        )
+        found = collect(engine.ws, settings.layout, prefix, engine.triage, skip=[folder])
+        found.price(settings.cost, settings.sync.cache_expiration_days)
+        summary = write(engine.ws, found, folder)
     except MediaWorkerError as exc:
         err.print(f"[red]error:[/red] {exc}", highlight=False)
         raise typer.Exit(exc.exit_code) from None

@@ -21,5 +21,6 @@ class LazyConsole:
         return getattr(self._console, name)
 
 
-err: Any = LazyConsole(stderr=True)
+# errors are never hard-wrapped: a path or a key in a message stays whole (to copy, to grep)
+err: Any = LazyConsole(stderr=True, soft_wrap=True)
 out: Any = LazyConsole()

@@ -23,6 +23,7 @@ def process(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     rt = runtime()
     folder = folder or default_folder(prefix)
     report = collect(rt.engine.ws, rt.settings.layout, prefix, rt.engine.triage, skip=[folder])
+    report.price(rt.settings.cost, rt.settings.sync.cache_expiration_days)
     summary = write(rt.engine.ws, report, folder)
     logger.info(
         "report written",

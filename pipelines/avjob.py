@@ -196,7 +196,14 @@ def run_group(job: Job, pipelines: Sequence[FfmpegPipeline]) -> None:
     src = _source_for_ffmpeg(job, whole)
     job.deadline.check("probing")
     # a poster-only job lets ffmpeg rotate and size the frame: no first-frame decode in the probe
-    info = probe(src, allowed_demuxers=t.allowed_demuxers(), probe_bytes=t.probe_bytes, rotation=whole)
+    on_mount = not src.is_relative_to(job.scratch_dir)
+    info = probe(
+        src,
+        allowed_demuxers=t.allowed_demuxers(),
+        probe_bytes=t.probe_bytes,
+        rotation=whole,
+        io=job.io if on_mount else None,
+    )
     avplan.check_limits(info, t)
     if info.video is None and info.audio is None:
         raise BadInputError("no audio or video stream")
@@ -231,6 +238,8 @@ def run_group(job: Job, pipelines: Sequence[FfmpegPipeline]) -> None:
         expected_seconds=expected,
         video_fps=branches[0].frame_rate,
         on_progress=progress,
+        io=job.io,
+        local=job.scratch_dir,
     )
     ff.require_outputs([f for b in branches for f in b.files], result.stderr_tail)
     job.deadline.check("writing posters and playlists")

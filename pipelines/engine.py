@@ -40,7 +40,7 @@ from config.rules import Rule, select_pipelines
 from config.settings import Settings
 from pipelines import manifest
 from pipelines.lease import Lease
-from pipelines.mount import Workspace, clean_relpath
+from pipelines.mount import StorageIO, Workspace, clean_relpath
 from pipelines.registry import Registry, load_registry
 from pipelines.result import SourceResult
 from pipelines.scratch import Scratch, sweep
@@ -97,6 +97,10 @@ class _Job:
 
     def source_path(self) -> Path:
         return self.ws.resolve_source(self.source.relpath)
+
+    @property
+    def io(self) -> StorageIO:
+        return self.ws.io
 
     def report_progress(self, pipeline: str, fraction: float, message: str = "") -> None:
         if self.progress is not None:
@@ -424,6 +428,7 @@ class Engine:
         started: list[_Job] = []  # the job, once created, so a failure can clean it up
         held: list[Lease] = []  # the source's lease, once taken; released after the clean-up
         folder_lost = False
+        self.ws.start_ledger()
         try:
             self._process(relpath, pipelines, meta, Deadline.of(deadline), result, started, held, progress)
         except Exception as exc:
@@ -533,7 +538,7 @@ class Engine:
         if lease is not None:
             lease.check()  # never commit outputs of a job whose lease another worker took over
         self._check_unchanged(source)
-        self.ws.write_file(manifest_rel, manifest.encode(doc))
+        self.ws.write_file(manifest_rel, manifest.encode_with_io(doc, self.ws.io, settings))
         result.status, result.manifest = "ok", manifest_rel
         result.outputs = [o.path for o in job.written]
         result.output_bytes = sum(o.size for o in job.written)

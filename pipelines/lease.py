@@ -12,6 +12,7 @@ crashed.  Failure modes and what the design accepts: docs/leases.md.
 from __future__ import annotations
 
 import json
+import math
 import os
 import socket
 import threading
@@ -87,6 +88,7 @@ class Lease:
         self.ws, self.relpath, self.settings = ws, relpath, settings
         self.owner = uuid.uuid4().hex
         self.lost = False  # set when another worker took the lease over while we held it
+        self._checked = -math.inf  # time.monotonic() of the last check() that found us the holder
         self._stop = threading.Event()
         self._renewer: threading.Thread | None = None
 
@@ -180,12 +182,21 @@ class Lease:
             holder = self._holder()
             self.lost = holder is None or holder.owner != self.owner
         if self.lost:
+            self._checked = -math.inf
             raise RetryableError("another worker took this source's lease over while it was processed")
+        self._checked = time.monotonic()
 
     def release(self) -> None:
+        """Delete the lease if it is still ours.  Right after a check() that found it ours (the commit)
+        it is not read again: nobody takes over a lease before it expires, ``ttl_seconds`` at least,
+        so the manifest's cost ledger holds every read the job makes."""
         self._stop.set()
         if self._renewer is not None:
             self._renewer.join(timeout=5)
+        if time.monotonic() - self._checked < min(1.0, self.settings.ttl_seconds / 3):
+            self.ws.remove([self.relpath])
+            self.ws.prune_empty_parents(self.relpath)
+            return
         holder = self._holder()
         if holder is not None and holder.owner == self.owner:
             self.ws.remove([self.relpath])

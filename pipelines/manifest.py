@@ -10,9 +10,14 @@ import json
 import platform
 import time
 from dataclasses import asdict
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from config.cost import usd
 from pipelines.spec import OutputRecord, SourceInfo
+
+if TYPE_CHECKING:
+    from config.settings import Settings
+    from pipelines.mount import StorageIO
 
 SCHEMA = "media-worker/manifest/v1"
 
@@ -47,6 +52,30 @@ def build(
 
 def encode(manifest: dict[str, Any]) -> bytes:
     return (json.dumps(manifest, indent=2, ensure_ascii=False) + "\n").encode("utf-8")
+
+
+def encode_with_io(manifest: dict[str, Any], io: StorageIO, settings: Settings) -> bytes:
+    """Encode ``manifest`` with its cost ledger: ``io``, the job's storage I/O counted so far plus the
+    one write of this manifest itself, and ``usd``, that work priced three ways (config/cost.py)."""
+    outputs = sum(o["size"] for o in manifest["outputs"])
+    days = settings.sync.cache_expiration_days
+    size = 0
+    for _ in range(16):  # the figures are inside the file they count: settle on its length
+        ledger = {
+            **io.as_dict(),
+            "sources": 1,
+            "source_bytes": manifest["source"]["size"],
+            "cache_expiration_days": days,
+        }
+        ledger["bytes_written"] += size
+        ledger["write_requests"] += 1
+        ledger["files_written"] += 1
+        ledger["bytes_stored"] = outputs + size
+        data = encode({**manifest, "io": ledger, "usd": usd(ledger, settings.cost, days)})
+        if len(data) <= size:  # shorter: pad the JSON with spaces to the length it counted
+            return data[:-1] + b" " * (size - len(data)) + data[-1:]
+        size = len(data)
+    raise AssertionError("manifest length did not settle")
 
 
 def decode(data: bytes | None) -> dict[str, Any] | None:

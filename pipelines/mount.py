@@ -7,7 +7,9 @@ The mount I/O contract:
 * sources are read sequentially and every ``read()`` asks for ``read_block`` bytes (>= 128 KiB,
   default 1 MiB), so S3 Files serves them straight from S3 rather than its paid cache;
 * outputs are written once at their final path: no temp file, no rename (a rename on S3 Files is a
-  copy plus a delete), parents created as needed, never through a symlink.
+  copy plus a delete), parents created as needed, never through a symlink;
+* every read() and write() on the workspace is counted in the job's :class:`StorageIO` (the cost
+  ledger in its manifest), with what tools did on the mount added by their wrappers.
 """
 
 from __future__ import annotations
@@ -16,7 +18,9 @@ import errno
 import hashlib
 import os
 import stat
+import threading
 from collections.abc import Iterable, Iterator
+from dataclasses import asdict, dataclass
 from pathlib import Path, PurePosixPath
 from types import TracebackType
 
@@ -36,6 +40,73 @@ _FULL = (errno.ENOSPC, errno.EDQUOT)
 _PRUNE_RACE_ATTEMPTS = (
     32  # walk again this often if concurrent clean-ups keep pruning (3 pruning processes: 0 in 27,000)
 )
+
+
+DIRECT_READ_MIN = 128 << 10  # S3 Files serves reads of at least this much data straight from S3
+CACHED_READ_METERED_MIN = 32 << 10  # a smaller read goes through the cache, metered at least this much
+
+
+@dataclass
+class StorageIO:
+    """A job's I/O on the workspace, as S3 Files would meter it: the cost ledger of its manifest.
+
+    A read returning >= 128 KiB is *direct* (served from S3); a smaller one is *cached* (through the
+    file system's high-performance storage, metered at a minimum of 32 KiB).  Every write() counts.
+    The worker's own calls are counted one by one; a tool's reads are its measured bytes in 1 MiB
+    pieces, and ``tool_seeks`` the seeks it reported: each may have cost one more, shorter, read.
+    """
+
+    bytes_read_direct: int = 0
+    bytes_read_cached: int = 0
+    bytes_read_cached_metered: int = 0
+    read_requests: int = 0
+    direct_read_requests: int = 0
+    bytes_written: int = 0
+    write_requests: int = 0
+    files_written: int = 0
+    tool_seeks: int = 0
+
+    def __post_init__(self) -> None:
+        self._lock = threading.Lock()  # OCR pages and the lease renewer count from their threads
+
+    def read(self, n: int) -> None:
+        """One read() that returned ``n`` bytes (0, at end of file, is not a request for data)."""
+        if n <= 0:
+            return
+        with self._lock:
+            self.read_requests += 1
+            if n >= DIRECT_READ_MIN:
+                self.bytes_read_direct += n
+                self.direct_read_requests += 1
+            else:
+                self.bytes_read_cached += n
+                self.bytes_read_cached_metered += max(n, CACHED_READ_METERED_MIN)
+
+    def reads_in_pieces(self, total: int, piece: int, seeks: int = 0) -> None:
+        """A tool's reads of ``total`` bytes in ``piece``-sized reads (the last one shorter), with
+        ``seeks`` seeks between them."""
+        full, tail = divmod(total, piece)
+        for _ in range(full):
+            self.read(piece)
+        self.read(tail)
+        with self._lock:
+            self.tool_seeks += seeks
+
+    def wrote(self, n: int, requests: int = 1) -> None:
+        with self._lock:
+            self.bytes_written += n
+            self.write_requests += requests
+
+    def new_file(self) -> None:
+        with self._lock:
+            self.files_written += 1
+
+    def add(self, other: StorageIO) -> None:
+        for k, v in other.as_dict().items():
+            setattr(self, k, getattr(self, k) + v)
+
+    def as_dict(self) -> dict[str, int]:
+        return asdict(self)
 
 
 def not_writable(folder: Path, exc: OSError | None = None) -> WorkspaceNotWritableError:
@@ -96,10 +167,12 @@ def clean_relpath(relpath: str) -> str:
 class OutputFile:
     """An output being written at its final path; hashes as it goes."""
 
-    def __init__(self, path: Path, relpath: str) -> None:
+    def __init__(self, path: Path, relpath: str, io: StorageIO) -> None:
         self.path = path
         self.relpath = relpath
         self._fd = os.open(path, _WRITE_FLAGS, 0o644)
+        self._io = io
+        io.new_file()
         self._sha = hashlib.sha256()
         self.size = 0
 
@@ -118,6 +191,7 @@ class OutputFile:
                 raise
             view = view[n:]
             self.size += n
+            self._io.wrote(n)
 
     @property
     def sha256(self) -> str:
@@ -146,6 +220,12 @@ class Workspace:
             raise PathError(f"workspace {self.root} is not a directory (is the S3 Files mount there?)")
         self.real_root = Path(os.path.realpath(self.root))
         self.read_block = read_block
+        self.io = StorageIO()
+
+    def start_ledger(self) -> StorageIO:
+        """Count this workspace's I/O afresh (one job at a time per Workspace) and return the ledger."""
+        self.io = StorageIO()
+        return self.io
 
     def check_writable(self) -> None:
         """Raise :class:`WorkspaceNotWritableError` unless this process may create files in the root.
@@ -297,6 +377,7 @@ class Workspace:
                 n = raw.readinto(view[total : total + block])
                 if not n:
                     break
+                self.io.read(n)
                 total += n
                 if max_bytes is not None and total > max_bytes:
                     raise BadInputError(f"{relpath}: grew over the limit of {max_bytes} bytes while reading")
@@ -317,6 +398,7 @@ class Workspace:
         view = memoryview(block)
         with open(path, "rb", buffering=0) as raw:
             while n := raw.readinto(view):
+                self.io.read(n)
                 sha.update(view[:n])
                 size += n
         return size, sha.hexdigest()
@@ -326,7 +408,7 @@ class Workspace:
         for attempt in range(_PRUNE_RACE_ATTEMPTS):
             path = self.resolve_output(relpath)
             try:
-                return OutputFile(path, clean_relpath(relpath))
+                return OutputFile(path, clean_relpath(relpath), self.io)
             except FileNotFoundError:  # a concurrent clean-up pruned the (empty) folder: make it again
                 if attempt == _PRUNE_RACE_ATTEMPTS - 1:
                     raise
@@ -357,8 +439,9 @@ class Workspace:
                 if exc.errno in _DENIED:
                     raise not_writable(path.parent, exc) from None
                 raise
+        self.io.new_file()
         try:
-            os.write(fd, data)
+            self.io.wrote(os.write(fd, data))
         finally:
             os.close(fd)
         return True
@@ -385,7 +468,9 @@ class Workspace:
         try:
             path = self.resolve_source(relpath)
             with open(path, "rb", buffering=0) as f:  # one read of the file's own size (+1 sees EOF)
-                return f.read(min(limit, os.fstat(f.fileno()).st_size + 1))
+                data = f.read(min(limit, os.fstat(f.fileno()).st_size + 1))
+                self.io.read(len(data))
+                return data
         except (FileNotFoundError, NotADirectoryError, IsADirectoryError, PathError):
             return None
 

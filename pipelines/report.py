@@ -20,7 +20,9 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from config.cost import CostSettings
 from config.layout import Layout, relative_url
+from pipelines import cost
 from pipelines import manifest as manifests
 from pipelines.mount import Workspace, clean_relpath
 
@@ -56,6 +58,11 @@ class Report:
     prefix: str
     entries: list[Entry] = field(default_factory=list)
     not_routed: int = 0  # files under the prefix that no rule routes (or outputs of the layout)
+    cost: dict[str, Any] | None = None  # the manifests' cost ledgers summed and priced (pipelines/cost.py)
+
+    def price(self, prices: CostSettings, cache_days: int) -> None:
+        """Sum the cost ledgers of the manifests found and price them (the report's cost section)."""
+        self.cost = cost.bill(cost.total(e.manifest for e in self.entries if e.manifest), prices, cache_days)
 
     def summary(self) -> dict[str, Any]:
         outputs = [o for e in self.entries for o in e.outputs]
@@ -83,6 +90,7 @@ class Report:
             ),
             "processing_seconds": round(seconds, 3),
             "by_pipeline": dict(sorted(by_pipeline.items())),
+            **({"cost": self.cost} if self.cost is not None else {}),
             "entries": [
                 {
                     "source": e.source,
@@ -233,10 +241,50 @@ def render(ws: Workspace, report: Report, summary: dict[str, Any], index: str) -
             f'<section class="card"><h2>by pipeline</h2><table><tr><th>pipeline</th><th>outputs</th>'
             f"<th>bytes</th></tr>{rows}</table></section>"
         )
+    if "cost" in summary:
+        parts.append(_cost_card(summary["cost"]))
     for e in report.entries:
         parts.append(_card(ws, e, url))
     parts.append("</main></body></html>\n")
     return "\n".join(parts)
+
+
+def _usd(v: float) -> str:
+    return f"${v:.4f}" if v >= 0.01 else f"${v:.6f}"
+
+
+def _cost_card(c: dict[str, Any]) -> str:
+    """The storage bill of the batch: the ledger's figures and the three ways priced."""
+    esc = html.escape
+    io_rows = [
+        (
+            "read straight from S3 (>= 128 KiB reads)",
+            f"{_size(c['bytes_read_direct'])} in {c['direct_read_requests']:,} reads",
+        ),
+        (
+            "read through the cache (< 128 KiB reads)",
+            f"{_size(c['bytes_read_cached'])} (metered {_size(c['bytes_read_cached_metered'])})",
+        ),
+        (
+            "written to the mount",
+            f"{_size(c['bytes_written'])} in {c['write_requests']:,} writes, {c['files_written']:,} files",
+        ),
+        ("kept (outputs and manifests)", _size(c["bytes_stored"])),
+    ]
+    ways = [
+        (f"S3 Files (cache expiry {c['cache_expiration_days']} d)", c["usd"]["mount_way"]),
+        ("download / upload (GET + PUT)", c["usd"]["old_way"]),
+        ("EFS", c["usd"]["efs"]),
+    ]
+    by_days = ", ".join(f"{d} d: {_usd(v)}" for d, v in c["mount_way_usd_by_cache_days"].items())
+    note = f"{c['without_ledger']} manifest(s) without a ledger left out. " if c["without_ledger"] else ""
+    return (
+        '<section class="card cost"><h2>storage cost (approximate)</h2><table>'
+        + "".join(f"<tr><td>{esc(k)}</td><td>{esc(v)}</td></tr>" for k, v in io_rows)
+        + "".join(f'<tr><td>{esc(k)}</td><td class="usd">{_usd(v)}</td></tr>' for k, v in ways)
+        + f"</table><p>S3 Files by cache expiry: {esc(by_days)}. {esc(note)}{esc(c['approximate'])}.</p>"
+        "</section>"
+    )
 
 
 def _card(ws: Workspace, e: Entry, url: Any) -> str:

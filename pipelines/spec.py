@@ -17,12 +17,15 @@ from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
-from typing import Any, ClassVar, Protocol
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 from pydantic import BaseModel
 
 from config.deadline import Deadline
 from config.settings import Settings
+
+if TYPE_CHECKING:
+    from pipelines.mount import StorageIO
 
 
 @dataclass(frozen=True)
@@ -81,6 +84,12 @@ class Job(Protocol):
 
     def source_path(self) -> Path:
         """Absolute path of the source, for a tool that reads it itself with large reads."""
+        ...
+
+    @property
+    def io(self) -> StorageIO:
+        """The job's storage ledger (manifest ``io``): the worker's own workspace reads and writes are
+        counted already; a pipeline whose tool reads or writes the mount itself adds what it measured."""
         ...
 
     def report_progress(self, pipeline: str, fraction: float, message: str = "") -> None:

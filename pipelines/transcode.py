@@ -212,7 +212,13 @@ def write_hls(job: Job, tool: ff.Ffmpeg, rungs: Sequence[HlsRung]) -> None:
     segment URL relative to the layout, then the master playlist is written."""
     t = job.settings.transcode
     remux = [r.remux for r in rungs]
-    ff.run(ff.hls_args(remux, tool), deadline=job.deadline, margin=t.deadline_margin_seconds)
+    ff.run(
+        ff.hls_args(remux, tool),
+        deadline=job.deadline,
+        margin=t.deadline_margin_seconds,
+        io=job.io,
+        local=job.scratch_dir,
+    )
     ff.require_outputs([r.segments for r in remux] + [r.playlist for r in remux], "")
     entries = []
     master_rel = job.output_relpath(NAME, "hls", ext="m3u8")

@@ -136,7 +136,8 @@ class ThumbnailBranch(Branch):
             first = ff.PosterOut(0.0, 1, p.width, p.height, p.folder)
             t = job.settings.transcode
             args = avjob.command(self.decode, [replace(self, poster=first, sprite=None, seek_to=None)])
-            ff.run(args, deadline=job.deadline, margin=t.deadline_margin_seconds)
+            margin = t.deadline_margin_seconds
+            ff.run(args, deadline=job.deadline, margin=margin, io=job.io, local=job.scratch_dir)
             frames, times, first_frame = sorted(p.folder.glob("poster*.bmp")), [0.0], False
             if not frames:
                 raise BadInputError("no video frame could be decoded for the poster")

@@ -76,6 +76,14 @@ def test_summary_counts_the_manifests(batch: Path, report: dict[str, Any]) -> No
     assert sum(p["outputs"] for p in report["by_pipeline"].values()) == len(outputs)
     on_disk = json.loads((batch / report["summary"]).read_text())
     assert on_disk["entries"] == report["entries"] and on_disk["schema"] == "media-worker/report/v1"
+    # the bill: the manifests' cost ledgers summed (the failed photo has none), priced three ways
+    cost = report["cost"]
+    assert cost["sources"] == len(manifests) and cost["without_ledger"] == 0
+    for key in ("bytes_written", "write_requests", "read_requests", "bytes_stored"):
+        assert cost[key] == sum(m["io"][key] for m in manifests), key
+    assert cost["usd"]["mount_way"] == pytest.approx(sum(m["usd"]["mount_way"] for m in manifests), rel=1e-6)
+    page = (batch / report["html"]).read_text()
+    assert "storage cost (approximate)" in page and f"${cost['usd']['old_way']:.6f}" in page
 
 
 def test_every_link_is_relative_and_resolves(batch: Path, report: dict[str, Any]) -> None:

@@ -17,8 +17,10 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import itertools
 import os
 import re
+import stat
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +30,7 @@ from config.deadline import NO_DEADLINE, Deadline
 from config.errors import BadInputError, JobTimeoutError, MissingDependencyError
 from config.logs import get_logger
 from pipelines._exec import runner
+from pipelines.mount import StorageIO
 
 log = get_logger(__name__)
 MIB = 1 << 20
@@ -600,6 +603,8 @@ def run(
     video_fps: float | None = None,
     on_progress: Callable[[float, str], None] | None = None,
     env: Mapping[str, str] | None = None,
+    io: StorageIO | None = None,
+    local: Path | None = None,
 ) -> RunResult:
     """Run ffmpeg through :func:`runner.run`, stopping it ``margin`` seconds before ``deadline``.
 
@@ -608,8 +613,16 @@ def run(
     at 10 % holds it at 0 until then), so with ``video_fps`` the first video output's frame count
     counts too.  Raises like :func:`runner.run` (BadInputError when ffmpeg blames the input); what
     ffmpeg wrote stays for the engine to delete.
+
+    With ``io`` and ``local`` (the job's scratch folder), what ffmpeg read and wrote outside ``local``
+    (on the mount) is added to the job's ledger, from ffmpeg's own per-file I/O statistics
+    (:func:`count_io`).
     """
     done = [0.0]
+    report = None
+    if io is not None and local is not None:
+        report = local / f"ffreport-{os.getpid()}-{next(_REPORTS)}.log"
+        env = {**os.environ, **(env or {}), "FFREPORT": f"file={_report_escape(report)}:level=40"}
 
     def read_progress(line: str) -> None:
         key, _, value = line.strip().partition("=")
@@ -634,7 +647,72 @@ def run(
         )
     except JobTimeoutError as exc:
         raise JobTimeoutError(f"{exc} ({done[0]:.1f} s of media done)", detail=exc.detail) from None
+    if report is not None and io is not None and local is not None:
+        count_io(report, args, io, local)  # the report stays in the scratch folder, removed with it
     return RunResult(done[0], result.tail)
+
+
+_REPORTS = itertools.count()
+# [AVIOContext @ 0x...] Statistics: 86056 bytes read, 0 seeks  |  ... 1618 bytes written, 2 seeks, 4 writeouts
+_STATS = re.compile(r"Statistics: (\d+) bytes (read|written), (\d+) seeks(?:, (\d+) writeouts)?")
+_INPUT_FILE = re.compile(r"\] Input file #\d+ \((.*)\):\s*$")
+
+
+def _report_escape(path: Path) -> str:
+    """``FFREPORT``'s value is ``key=value:...`` with ``%`` expanded: escape both in the path."""
+    return str(path).replace("\\", "\\\\").replace(":", "\\:").replace("%", "%%")
+
+
+def _local_path(url: str) -> Path:
+    return Path(url[5:] if url.startswith("file:") else url)
+
+
+def count_io(report: Path, args: Sequence[str], io: StorageIO, local: Path) -> None:
+    """Add to ``io`` what one ffmpeg run read and wrote outside ``local``, from its report (level
+    verbose): each file's AVIOContext logs its bytes and, for a written file, its writeouts (one
+    write() each).  An input's statistics follow its "Input file #N (url)" summary; its reads are its
+    bytes in ``pkt_size`` (1 MiB) pieces, plus its seeks (each may have cost one shorter read).  A
+    written file is known by its size among the command's output files outside ``local`` (a file
+    whose figures are not found counts as 1 MiB writes)."""
+    try:
+        text = report.read_text(errors="replace")
+    except OSError:
+        log.warning("ffmpeg left no report (%s): its mount I/O is not in the ledger", report)
+        return
+    local_dir = str(local.resolve()) + "/"
+    written: list[tuple[int, int]] = []  # (bytes, writeouts)
+    url: str | None = None
+    for line in text.splitlines():
+        if m := _INPUT_FILE.search(line):
+            url = m.group(1)
+        elif m := _STATS.search(line):
+            n = int(m.group(1))
+            if m.group(2) == "written":
+                written.append((n, int(m.group(4) or 1)))
+            elif url is not None:
+                if not str(_local_path(url).resolve()).startswith(local_dir):
+                    io.reads_in_pieces(n, MIB, int(m.group(3)))
+                url = None
+    inputs = {args[i + 1] for i, a in enumerate(args[:-1]) if a == "-i"}
+    seen: set[Path] = set()
+    for arg in args[1:]:
+        if arg in inputs or arg.startswith("-"):
+            continue
+        path = _local_path(arg)
+        if path in seen or not path.is_absolute() or str(path.resolve()).startswith(local_dir):
+            continue
+        seen.add(path)
+        with contextlib.suppress(OSError):
+            st = path.stat()
+            if not stat.S_ISREG(st.st_mode):
+                continue
+            match = next((w for w in written if w[0] == st.st_size), None)
+            if match is not None:
+                written.remove(match)
+                io.wrote(match[0], match[1])
+            else:
+                io.wrote(st.st_size, max(1, -(-st.st_size // MIB)))
+            io.new_file()
 
 
 def require_outputs(paths: Sequence[Path], stderr_tail: str) -> None:
