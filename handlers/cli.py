@@ -42,6 +42,8 @@ app.add_typer(stack_app, name="stack")
 ConfigOpt = Annotated[
     Path | None, typer.Option("--config", "-c", help="TOML config file (default: $MEDIA_WORKER_CONFIG).")
 ]
+MountOpt = Annotated[Path | None, typer.Option("--workspace", "-w", help="Workspace root (mount).")]
+PrefixArg = Annotated[str, typer.Argument(help="Folder of sources, relative to the workspace ('' = all).")]
 # beside the code in a checkout; in the container image under $LAMBDA_TASK_ROOT (the code is installed)
 SAMPLE_MEDIA = next(
     (
@@ -69,9 +71,7 @@ def _settings(config: Path | None, **overrides: Any) -> Settings:
 @app.command()
 def run(
     paths: Annotated[list[str], typer.Argument(help="Files or folders, relative to the workspace.")],
-    workspace: Annotated[
-        Path | None, typer.Option("--workspace", "-w", help="Workspace root (mount).")
-    ] = None,
+    workspace: MountOpt = None,
     pipeline: Annotated[
         list[str] | None, typer.Option("--pipeline", "-p", help="Run only these pipelines (bypasses rules).")
     ] = None,
@@ -286,16 +286,12 @@ def demo(
 
 @app.command()
 def report(
-    prefix: Annotated[
-        str, typer.Argument(help="Folder of sources, relative to the workspace ('' = all).")
-    ] = "",
+    prefix: PrefixArg = "",
     out_dir: Annotated[
         str | None,
         typer.Option("--output", "-o", help="Report folder in the workspace (default: reports/PREFIX)."),
     ] = None,
-    workspace: Annotated[
-        Path | None, typer.Option("--workspace", "-w", help="Workspace root (mount).")
-    ] = None,
+    workspace: MountOpt = None,
     config: ConfigOpt = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print summary.json on stdout.")] = False,
 ) -> None:
@@ -313,12 +309,8 @@ def report(
 
 @app.command()
 def cost(
-    prefix: Annotated[
-        str, typer.Argument(help="Folder of sources, relative to the workspace ('' = all).")
-    ] = "",
-    workspace: Annotated[
-        Path | None, typer.Option("--workspace", "-w", help="Workspace root (mount).")
-    ] = None,
+    prefix: PrefixArg = "",
+    workspace: MountOpt = None,
     config: ConfigOpt = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout.")] = False,
 ) -> None:
