@@ -108,6 +108,7 @@ def _template_regex(template: str, pipelines: Iterable[str] = ()) -> re.Pattern[
 
 
 LEASE_SUFFIX = ".lease"
+FAILURE_SUFFIX = ".failed"
 
 
 class Layout(BaseModel):
@@ -163,10 +164,16 @@ class Layout(BaseModel):
         the manifest (pipelines/lease.py)."""
         return self.manifest_path(source) + LEASE_SUFFIX
 
+    def failure_path(self, source: str) -> str:
+        """The record of a source's last failure (pipelines/failure.py): beside the manifest, like the
+        lease, and removed when a later job commits its manifest."""
+        return self.manifest_path(source) + FAILURE_SUFFIX
+
     def is_output(self, relpath: str, pipelines: Iterable[str] = ()) -> bool:
         """True if ``relpath`` looks like something this layout writes (an output of one of
-        ``pipelines``, any pipeline if none are given, a manifest, or a manifest's lease)."""
-        rel = relpath.removesuffix(LEASE_SUFFIX)
+        ``pipelines``, any pipeline if none are given, a manifest, or a manifest's lease or failure
+        record)."""
+        rel = relpath.removesuffix(LEASE_SUFFIX).removesuffix(FAILURE_SUFFIX)
         return bool(
             _template_regex(self.output, pipelines).match(relpath)
             or _template_regex(self.manifest).match(rel)
@@ -176,7 +183,7 @@ class Layout(BaseModel):
         """Globs that match what this layout writes (for ``pipelines``), to put in an ``exclude``."""
         templates = [self.output.replace("{pipeline}", p) for p in pipelines] or [self.output]
         globs = []
-        for t in [*templates, self.manifest, self.manifest + LEASE_SUFFIX]:
+        for t in [*templates, self.manifest, self.manifest + LEASE_SUFFIX, self.manifest + FAILURE_SUFFIX]:
             g = re.sub(r"\{dir\}/?", "**/", t)
             g = re.sub(r"\{[a-z_]+\}", "*", g)
             globs.append(g.removeprefix("**/"))

@@ -301,7 +301,8 @@ def report(
         print(json.dumps(summary, indent=2, ensure_ascii=False))
     else:
         out.print(
-            f"{summary['sources']} source(s): {summary['ok']} ok, {summary['missing']} missing; "
+            f"{summary['sources']} source(s): {summary['ok']} ok, {summary['failed']} failed, "
+            f"{summary['missing']} missing; "
             f"{summary['outputs']} output(s)"
         )
         out.print(f"report: {Path(summary['workspace']) / summary['html']}")
@@ -329,7 +330,7 @@ def cost(
         raise typer.Exit(exc.exit_code) from None
     found.price(settings.cost, settings.sync.cache_expiration_days)
     bill = found.cost or {}
-    missing = sum(1 for e in found.entries if e.manifest is None)
+    missing = sum(1 for e in found.entries if e.manifest is None)  # failed or in flight: no ledger
     if as_json:
         print(json.dumps({"prefix": found.prefix, **bill, "missing": missing}, indent=2))
         return

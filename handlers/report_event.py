@@ -31,6 +31,7 @@ def process(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
             "prefix": prefix,
             "html": summary["html"],
             "sources": summary["sources"],
+            "failed": summary["failed"],
             "missing": summary["missing"],
         },
     )

@@ -38,7 +38,7 @@ from config.layout import relative_url
 from config.logs import get_logger
 from config.rules import Rule, select_pipelines
 from config.settings import Settings
-from pipelines import manifest
+from pipelines import failure, manifest
 from pipelines.lease import Lease
 from pipelines.mount import StorageIO, Workspace, clean_relpath
 from pipelines.registry import Registry, load_registry
@@ -447,11 +447,22 @@ class Engine:
             for job in started:
                 job.cleanup(delete_outputs=result.status in ("failed", "timeout"))
                 result.bytes_read = job.bytes_read
+                if failure.worth_recording(result) and not folder_lost:
+                    self._record_failure(job, result)
             for lease in held:
                 lease.release()
             if result.status in ("failed", "timeout"):
                 result.outputs, result.manifest = [], None
         return result, folder_lost
+
+    def _record_failure(self, job: _Job, result: SourceResult) -> None:
+        """Leave why the job failed where the manifest would be (pipelines/failure.py)."""
+        rel = self.settings.layout.failure_path(job.source.relpath)
+        pipelines = sorted({p for p, _, _ in job.planned})
+        try:
+            self.ws.write_file(rel, failure.encode(job.source, result, pipelines))
+        except (OSError, MediaWorkerError) as exc:  # the failure itself is reported either way
+            log.warning("could not write the failure record %s: %s", rel, exc)
 
     def _process(
         self,
@@ -539,6 +550,7 @@ class Engine:
             lease.check()  # never commit outputs of a job whose lease another worker took over
         self._check_unchanged(source)
         self.ws.write_file(manifest_rel, manifest.encode_with_io(doc, self.ws.io, settings))
+        self.ws.remove([layout.failure_path(rel)])  # an earlier failure of this source is history now
         result.status, result.manifest = "ok", manifest_rel
         result.outputs = [o.path for o in job.written]
         result.output_bytes = sum(o.size for o in job.written)

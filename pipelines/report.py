@@ -6,8 +6,9 @@ page and ``summary.json`` into a report folder of the workspace, each at its fin
 write, ``summary.json`` last (its commit marker, as a manifest is a source's).  Every link is relative,
 so the page works from the mount, from S3 behind CloudFront, or copied to a laptop with the outputs.
 
-A source the rules route but that has no manifest is listed as *missing*: it failed (failures write no
-manifest, and their outputs are removed) or it is still in flight.
+A source the rules route but that has no manifest is *failed* when its failure record says why
+(pipelines/failure.py: a failure leaves no outputs and no manifest, only that record), else *missing*:
+still in flight, or failed in a way a retry is expected to fix.
 """
 
 from __future__ import annotations
@@ -21,8 +22,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from config.cost import CostSettings
+from config.errors import MediaWorkerError
 from config.layout import Layout, relative_url
-from pipelines import cost
+from pipelines import cost, failure
 from pipelines import manifest as manifests
 from pipelines.mount import Workspace, clean_relpath
 
@@ -41,10 +43,17 @@ class Entry:
     pipelines: tuple[str, ...]
     manifest_path: str
     manifest: dict[str, Any] | None = None
+    failure: dict[str, Any] | None = None  # the failure record, when there is no manifest
 
     @property
     def status(self) -> str:
-        return "ok" if self.manifest else "missing"
+        return "ok" if self.manifest else "failed" if self.failure else "missing"
+
+    @property
+    def reason(self) -> str:
+        if self.failure:
+            return f"{self.failure.get('error_kind')}: {self.failure.get('error')}"
+        return "no manifest: the job is still running, or failed in a way a retry should fix"
 
     @property
     def outputs(self) -> list[dict[str, Any]]:
@@ -81,6 +90,7 @@ class Report:
             "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             "sources": len(self.entries),
             "ok": status["ok"],
+            "failed": status["failed"],
             "missing": status["missing"],
             "not_routed": self.not_routed,
             "outputs": len(outputs),
@@ -99,7 +109,7 @@ class Report:
                     "manifest": e.manifest_path if e.manifest else None,
                     "outputs": len(e.outputs),
                     "output_bytes": sum(int(o.get("size") or 0) for o in e.outputs),
-                    **({} if e.manifest else {"reason": "no manifest: the job failed or is still running"}),
+                    **({} if e.manifest else {"reason": e.reason}),
                 }
                 for e in self.entries
             ],
@@ -128,8 +138,20 @@ def collect(ws: Workspace, layout: Layout, prefix: str, routed: Any, *, skip: Se
         doc = manifests.decode(ws.read_small(path))
         if doc is not None and (doc.get("source") or {}).get("path") != rel:
             doc = None  # another source's manifest (cannot happen with a valid layout): not ours
-        report.entries.append(Entry(rel, tuple(verdict.pipelines), path, doc))
+        failed = None if doc else failure.decode(ws.read_small(layout.failure_path(rel)))
+        if failed is not None and not _about_this_version(ws, rel, failed):
+            failed = None  # about an earlier version of the file, or not ours: the new one is in flight
+        report.entries.append(Entry(rel, tuple(verdict.pipelines), path, doc, failed))
     return report
+
+
+def _about_this_version(ws: Workspace, rel: str, record: dict[str, Any]) -> bool:
+    src = record.get("source") or {}
+    try:
+        st = ws.stat_source(rel)
+    except MediaWorkerError:  # gone or unreadable since the walk
+        return False
+    return (src.get("path"), src.get("size"), src.get("mtime_ns")) == (rel, st.st_size, st.st_mtime_ns)
 
 
 def write(ws: Workspace, report: Report, folder: str) -> dict[str, Any]:
@@ -157,6 +179,7 @@ main{padding:16px 24px;display:grid;gap:14px}
 .card.missing{border-left:5px solid #c0392b}
 .badge{font-size:12px;padding:1px 7px;border-radius:9px;background:#e8f5e9;color:#1b5e20;margin-left:6px}
 .missing .badge{background:#fdecea;color:#b71c1c}
+.error{font-family:ui-monospace,monospace;font-size:13px;white-space:pre-wrap;word-break:break-word}
 .row{display:flex;flex-wrap:wrap;gap:12px;align-items:flex-start}
 figure{margin:0}
 figure img{display:block;max-width:100%;height:auto;border:1px solid #ddd;background:#fafafa}
@@ -216,6 +239,7 @@ def render(ws: Workspace, report: Report, summary: dict[str, Any], index: str) -
     totals = [
         ("sources", summary["sources"]),
         ("ok", summary["ok"]),
+        ("failed", summary["failed"]),
         ("missing", summary["missing"]),
         ("outputs", summary["outputs"]),
         ("output size", _size(summary["output_bytes"])),
@@ -290,11 +314,19 @@ def _cost_card(c: dict[str, Any]) -> str:
 def _card(ws: Workspace, e: Entry, url: Any) -> str:
     esc = html.escape
     head = f"<h2>{esc(e.source)}<span class=badge>{e.status}</span></h2>"
+    if e.failure is not None:
+        f = e.failure
+        return (
+            f'<section class="card missing failed">{head}<p class=error><b>{esc(str(f.get("error_kind")))}'
+            f"</b>: {esc(str(f.get('error')))}</p><p>{esc(str(f.get('status')))} at "
+            f"{esc(str(f.get('failed_at')))}; no outputs were kept. Pipelines: "
+            f"{esc(', '.join(f.get('pipelines') or e.pipelines))}.</p></section>"
+        )
     if e.manifest is None:
         return (
             f'<section class="card missing">{head}<p>No manifest at <code>{esc(e.manifest_path)}</code>: '
-            f"the job failed (its outputs were removed) or is still running. Pipelines: "
-            f"{esc(', '.join(e.pipelines))}.</p></section>"
+            f"the job is still running, or failed in a way a retry should fix (its outputs were removed). "
+            f"Pipelines: {esc(', '.join(e.pipelines))}.</p></section>"
         )
     outs = e.outputs
     body = []

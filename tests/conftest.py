@@ -73,3 +73,41 @@ def run_cli(
 
 def json_lines(stdout: str) -> list[dict[str, Any]]:
     return [json.loads(line) for line in stdout.splitlines() if line.startswith("{")]
+
+
+FAILURE_SUFFIX = ".json.failed"  # the default layout: processed/_manifests/<source>.json.failed
+
+
+def failure_records(ws: Path) -> dict[str, dict[str, Any]]:
+    """The failure records under ``ws`` (pipelines/failure.py), by source path, each checked: the
+    schema, and that it sits where the default layout puts that source's record."""
+    records = {}
+    for p in sorted(ws.rglob(f"*{FAILURE_SUFFIX}")):
+        doc = json.loads(p.read_bytes())
+        assert doc["schema"] == "media-worker/failure/v1", p
+        src = doc["source"]["path"]
+        assert p.relative_to(ws).as_posix() == f"processed/_manifests/{src}{FAILURE_SUFFIX}", (p, src)
+        assert doc["status"] in ("failed", "timeout") and doc["error"] and doc["error_kind"], doc
+        records[src] = doc
+    return records
+
+
+def files_but_failure_records(root: Path) -> list[str]:
+    """Every file under ``root`` (relative, sorted) except failure records: what a failed job must
+    not leave behind."""
+    if not root.exists():
+        return []
+    return sorted(
+        p.relative_to(root).as_posix()
+        for p in root.rglob("*")
+        if p.is_file() and not p.name.endswith(FAILURE_SUFFIX)
+    )
+
+
+def assert_only_failure_record(ws: Path, source: str, error: str | None) -> dict[str, Any]:
+    """A failed job left nothing under processed/ but its failure record, which gives its error."""
+    assert files_but_failure_records(ws / "processed") == []
+    records = failure_records(ws)
+    assert list(records) == [source], records
+    assert records[source]["error"] == error
+    return records[source]

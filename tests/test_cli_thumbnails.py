@@ -118,7 +118,14 @@ def test_bad_input_fails_per_file_and_batch_goes_on(workspace: Path) -> None:
         assert r["status"] == "failed" and r["error_kind"] == "bad_input", r
         assert r["error"] and r["outputs"] == [] and r["manifest"] is None
     written = files_under(workspace / "processed")
-    assert written and all("photo.jpg" in p for p in written)
+    # outputs only for the good photo; each bad file left only its failure record, saying why
+    assert written and all("photo.jpg" in p for p in written if not p.endswith(".failed"))
+    records = {p for p in written if p.endswith(".failed")}
+    assert records == {f"_manifests/{b}.json.failed" for b in ("in/cut.jpg", "in/empty.png", "in/notes.JPG")}
+    for bad in ("in/cut.jpg", "in/empty.png", "in/notes.JPG"):
+        record = json.loads((workspace / f"processed/_manifests/{bad}.json.failed").read_text())
+        assert record["source"]["path"] == bad and record["error_kind"] == "bad_input"
+        assert record["error"] == results[bad]["error"]
 
 
 def test_exit_codes(workspace: Path, tmp_path: Path) -> None:

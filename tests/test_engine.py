@@ -7,7 +7,7 @@ import threading
 import time
 from pathlib import Path
 
-from conftest import SAMPLES
+from conftest import SAMPLES, failure_records, files_but_failure_records
 
 from config.settings import load_settings
 from pipelines.engine import Engine, SourceMeta
@@ -59,7 +59,9 @@ def test_deadline_gives_timeout_without_outputs_or_manifest(workspace: Path) -> 
     shutil.copy(SAMPLES / "photo.jpg", workspace / "in/photo.jpg")
     res = engine_for(workspace).process("in/photo.jpg", deadline=time.monotonic() - 1)
     assert res.status == "timeout" and res.retryable
-    assert [p.name for p in workspace.rglob("*") if p.is_file()] == ["photo.jpg"]
+    assert files_but_failure_records(workspace) == ["in/photo.jpg"]  # no output, no manifest
+    (record,) = failure_records(workspace).values()  # but the report can say why
+    assert record["status"] == "timeout" and record["error"] == res.error
 
 
 def test_manifest_identity_includes_event_version(workspace: Path) -> None:

@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 from avtools import make_media
-from conftest import REPO, SAMPLES, cli_env, json_lines, run_cli
+from conftest import REPO, SAMPLES, cli_env, failure_records, files_but_failure_records, json_lines, run_cli
 from PIL import Image
 
 
@@ -238,7 +238,9 @@ def test_time_budget_exhausted_mid_batch_stops_cleanly_and_the_continuation_fini
     first = invoke({"prefix": "in/"}, timeout=6)
     assert first["done"] is False and first["counts"] == {"ok": 1} and first["cursor"] == "in/a.jpg", first
     assert "during a job" in first["stopped"]
-    assert [f for f in files(workspace) if "b.mp4" in f] == ["in/b.mp4"]  # no partial rendition, no lease
+    # no partial rendition, no lease; only the record of the timeout, until the continuation replaces it
+    assert [f for f in files_but_failure_records(workspace) if "b.mp4" in f] == ["in/b.mp4"]
+    assert failure_records(workspace)["in/b.mp4"]["status"] == "timeout"
     rest = invoke({"prefix": "in/", "cursor": first["cursor"]}, timeout=600)
     assert rest["done"] is True and rest["counts"] == {"ok": 2}, rest
     expected = ["processed/_manifests/in/a.jpg.json"]

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import SAMPLES
+from conftest import SAMPLES, failure_records, files_but_failure_records
 from lambda_support import BUCKET, EVENTS, FakeContext, configure, render, s3_key
 from PIL import Image
 
@@ -241,7 +241,8 @@ def test_permanent_failures_are_returned_not_raised(workspace: Path, monkeypatch
     assert res["counts"] == {"ok": 1, "failed": 1}
     (failure,) = res["failures"]
     assert failure["key"] == "in/broken.jpg" and not failure["retryable"] and failure["error"]
-    assert not any("broken" in p for p in files(workspace) if p.startswith("processed/"))
+    assert not any("broken" in p for p in files_but_failure_records(workspace / "processed"))
+    assert failure_records(workspace)["in/broken.jpg"]["error"] == failure["error"]
 
 
 # -- SQS ----------------------------------------------------------------------------------------------

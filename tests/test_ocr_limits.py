@@ -7,7 +7,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import SAMPLES, add_samples
+from conftest import SAMPLES, add_samples, assert_only_failure_record
 from ocr_helpers import cer, engine, text_of, words_json
 from PIL import Image
 
@@ -113,7 +113,7 @@ def test_max_page_pixels(workspace: Path) -> None:
     (rel,) = add_samples(workspace, "scan.pdf")
     res = engine(workspace, max_page_pixels=2_000_000).process(rel, pipelines=["ocr"])
     assert res.status == "failed" and "over ocr.max_page_pixels" in str(res.error)
-    assert not (workspace / "processed").exists()
+    assert_only_failure_record(workspace, rel, res.error)
 
 
 def test_page_timeout_is_a_clean_failure(workspace: Path) -> None:
@@ -121,7 +121,7 @@ def test_page_timeout_is_a_clean_failure(workspace: Path) -> None:
     res = engine(workspace, page_timeout_seconds=0.05).process(rel, pipelines=["ocr"])
     assert res.status == "failed" and res.error_kind == "timeout_page"
     assert "took longer than" in str(res.error) and "page 1" in str(res.error)
-    assert not (workspace / "processed").exists()
+    assert_only_failure_record(workspace, rel, res.error)
 
 
 @pytest.mark.parametrize("seconds", [0.0, 0.3])
@@ -130,7 +130,7 @@ def test_job_deadline_stops_ocr(workspace: Path, seconds: float) -> None:
     (rel,) = add_samples(workspace, "page.png")
     res = engine(workspace).process(rel, pipelines=["ocr"], deadline=time.monotonic() + seconds)
     assert res.status == "timeout" and res.retryable and res.error_kind == "timeout", res
-    assert not (workspace / "processed").exists()
+    assert_only_failure_record(workspace, rel, res.error)
 
 
 def test_multipage_tiff_every_page(workspace: Path, corpus: Path) -> None:

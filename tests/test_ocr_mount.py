@@ -18,7 +18,7 @@ import threading
 from pathlib import Path
 
 import pytest
-from conftest import REPO, SAMPLES, cli_env, json_lines
+from conftest import REPO, SAMPLES, assert_only_failure_record, cli_env, json_lines
 from PIL import Image
 from strace_support import MIB, OPEN, READ, RENAME
 
@@ -157,4 +157,4 @@ def test_failed_ocr_job_leaves_tmp_clean(workspace: Path, tmp_path: Path) -> Non
     (res,) = json_lines(proc.stdout)
     assert res["status"] == "failed" and "took longer than" in res["error"]
     assert list(tmpdir.iterdir()) == []
-    assert not (workspace / "processed").exists()
+    assert_only_failure_record(workspace, "in/scan.pdf", res["error"])

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import REPO
+from conftest import REPO, failure_records, files_but_failure_records
 
 from config.settings import load_settings
 from pipelines._exec import runner
@@ -225,7 +225,9 @@ def test_a_failing_tools_partial_output_is_removed_by_the_engine(
     )
     assert res.status == status and res.error_kind == kind, res
     assert res.outputs == [] and res.manifest is None
-    assert files(workspace) == ["in/a.dat"]  # the tool's partial file and the worker's output are gone
+    # the tool's partial file and the worker's output are gone; the record of why is all that is left
+    assert files_but_failure_records(workspace) == ["in/a.dat"]
+    assert failure_records(workspace)["in/a.dat"]["error"] == res.error
     assert tool.pids and not Path(f"/proc/{tool.pids[0]}").exists()  # the tool is gone too
 
 

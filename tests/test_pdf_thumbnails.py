@@ -5,7 +5,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from conftest import add_samples
+from conftest import add_samples, failure_records, files_but_failure_records
 from ocr_helpers import engine
 from PIL import Image, ImageOps
 
@@ -53,9 +53,13 @@ def test_locked_and_broken_pdfs_fail_cleanly(workspace: Path, corpus: Path) -> N
     shutil.copy(corpus / "pdfs/password-example.pdf", workspace / "in/locked.pdf")
     (workspace / "in/empty.pdf").write_bytes(b"")
     eng = engine(workspace)
+    errors = {}
     for name, why in (("locked.pdf", "encrypted"), ("empty.pdf", "empty file")):
         res = eng.process(f"in/{name}", pipelines=["thumbnails"])
         assert res.status == "failed" and res.error_kind == "bad_input" and why in str(res.error)
-    assert not (workspace / "processed").exists()
+        errors[f"in/{name}"] = res.error
+    assert files_but_failure_records(workspace / "processed") == []
+    assert {k: r["error"] for k, r in failure_records(workspace).items()} == errors
     res = engine(workspace, password="test").process("in/locked.pdf", pipelines=["thumbnails"])
     assert res.status == "ok" and len(res.outputs) == 6
+    assert list(failure_records(workspace)) == ["in/empty.pdf"]  # the manifest replaced locked.pdf's record

@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import REPO, cli_env, json_lines, run_cli
+from conftest import REPO, cli_env, failure_records, files_but_failure_records, json_lines, run_cli
 
 
 @pytest.fixture(scope="module")
@@ -75,9 +75,8 @@ def test_failing_plugin_leaves_no_partial_outputs(plugin_site: Path, workspace: 
     assert res.returncode == 1
     (result,) = json_lines(res.stdout)
     assert result["status"] == "failed" and "fail after its first output" in result["error"]
-    assert sorted(p.relative_to(workspace).as_posix() for p in workspace.rglob("*") if p.is_file()) == [
-        "a.txt"
-    ]
+    assert files_but_failure_records(workspace) == ["a.txt"]
+    assert failure_records(workspace)["a.txt"]["error"] == result["error"]
 
 
 def test_a_worker_crash_fails_only_that_file(plugin_site: Path, workspace: Path) -> None:

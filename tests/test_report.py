@@ -5,6 +5,7 @@ picture decodes at the size the page says, the OCR text is on the page) and in D
 
 from __future__ import annotations
 
+import html
 import json
 import shutil
 import subprocess
@@ -34,7 +35,8 @@ class Links(HTMLParser):
 
 @pytest.fixture(scope="module")
 def batch(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A workspace after one CLI run: the sample media and a photo that is not a JPEG at all."""
+    """A workspace after one CLI run: the sample media and a photo that is not a JPEG at all; then an
+    upload the run did not see (in flight)."""
     ws = tmp_path_factory.mktemp("ws")
     (ws / "in").mkdir()
     for name in SOURCES:
@@ -42,6 +44,7 @@ def batch(tmp_path_factory: pytest.TempPathFactory) -> Path:
     (ws / "in" / "broken photo.jpg").write_bytes(b"\xff\xd8\xff\xe0 this is not a JPEG" * 20)
     res = run_cli("run", "-w", str(ws), "in", "--json")
     assert res.returncode == 1, res.stderr  # the broken photo failed; the rest went on
+    shutil.copy(SAMPLES / "logo.png", ws / "in" / "late.png")
     return ws
 
 
@@ -62,10 +65,14 @@ def report(batch: Path) -> dict[str, Any]:
 
 def test_summary_counts_the_manifests(batch: Path, report: dict[str, Any]) -> None:
     manifests = [json.loads(p.read_text()) for p in (batch / "processed/_manifests/in").glob("*.json")]
-    assert report["sources"] == len(SOURCES) + 1 and report["ok"] == len(manifests) == len(SOURCES)
-    assert report["missing"] == 1
+    assert report["sources"] == len(SOURCES) + 2 and report["ok"] == len(manifests) == len(SOURCES)
+    assert (report["failed"], report["missing"]) == (1, 1)
+    (failed,) = [e for e in report["entries"] if e["status"] == "failed"]
+    record = json.loads((batch / "processed/_manifests/in/broken photo.jpg.json.failed").read_text())
+    assert failed["source"] == "in/broken photo.jpg"
+    assert failed["reason"] == f"bad_input: {record['error']}" and "cannot read image" in record["error"]
     (missing,) = [e for e in report["entries"] if e["status"] == "missing"]
-    assert missing["source"] == "in/broken photo.jpg" and "no manifest" in missing["reason"]
+    assert missing["source"] == "in/late.png" and "no manifest" in missing["reason"]
     outputs = [o for m in manifests for o in m["outputs"]]
     assert report["outputs"] == len(outputs)
     assert (
@@ -111,7 +118,36 @@ def test_every_link_is_relative_and_resolves(batch: Path, report: dict[str, Any]
     assert seen["a"] >= report["outputs"] + report["ok"]
     expected = (SAMPLES / "document.txt").read_text().split()
     assert sum(w in page for w in expected[:20]) >= 15  # the OCR text is beside the page's thumbnail
-    assert "broken photo.jpg" in page and "No manifest" in page
+    assert "broken photo.jpg" in page and html.escape(failed_error(batch)) in page  # why it failed
+    assert "late.png" in page and "No manifest" in page
+
+
+def failed_error(batch: Path) -> str:
+    error: str = json.loads((batch / "processed/_manifests/in/broken photo.jpg.json.failed").read_text())[
+        "error"
+    ]
+    return error
+
+
+def test_a_failure_record_is_history_once_the_file_changes_and_gone_once_it_succeeds(workspace: Path) -> None:
+    """A record is about the version that failed: replaced by a new upload it no longer counts (the new
+    version is in flight), and the manifest that the new version gets removes it."""
+    (workspace / "in").mkdir()
+    (workspace / "in/p.png").write_bytes(b"not a PNG at all")
+
+    def entry() -> dict[str, Any]:
+        res = run_cli("report", "in", "-w", str(workspace), "--json")
+        assert res.returncode == 0, res.stderr
+        (e,) = json.loads(res.stdout)["entries"]
+        return e
+
+    assert run_cli("run", "-w", str(workspace), "in").returncode == 1
+    assert entry()["status"] == "failed"
+    shutil.copy(SAMPLES / "logo.png", workspace / "in/p.png")  # a new upload, not processed yet
+    assert entry()["status"] == "missing"
+    assert run_cli("run", "-w", str(workspace), "in").returncode == 0
+    assert entry()["status"] == "ok"
+    assert not (workspace / "processed/_manifests/in/p.png.json.failed").exists()
 
 
 PROBE = "<script>" + (Path(__file__).parent / "fixtures" / "report_probe.js").read_text() + "</script>"
@@ -184,7 +220,12 @@ def test_report_event(batch: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     configure(monkeypatch, batch)
     res = lambda_function.handler({"report": "in", "output": "reports/from-lambda"}, FakeContext())
     assert res["html"] == "reports/from-lambda/index.html" and "entries" not in res
-    assert (res["sources"], res["ok"], res["missing"]) == (len(SOURCES) + 1, len(SOURCES), 1)
+    assert (res["sources"], res["ok"], res["failed"], res["missing"]) == (
+        len(SOURCES) + 2,
+        len(SOURCES),
+        1,
+        1,
+    )
     written = json.loads((batch / "reports/from-lambda/summary.json").read_text())
     assert {k: v for k, v in written.items() if k not in ("entries", "created_at")} == {
         k: v for k, v in res.items() if k != "created_at"

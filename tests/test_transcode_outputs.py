@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 from avtools import FAST, facts, image_stats, make_media, top_level_boxes, vtt_cues
-from conftest import SAMPLES
+from conftest import SAMPLES, assert_only_failure_record, failure_records, files_but_failure_records
 
 from config.settings import Settings, load_settings
 from pipelines.engine import Engine, SourceResult
@@ -206,9 +206,7 @@ def test_limits_give_a_clean_per_file_failure(workspace: Path, setting: str, val
     res = engine(workspace, **{setting: value}).process("in/clip.mp4")
     assert res.status == "failed" and res.error_kind == "bad_input" and not res.retryable
     assert needle in (res.error or "")
-    assert not (workspace / "processed").exists() or not any(
-        p.is_file() for p in (workspace / "processed").rglob("*")
-    )
+    assert_only_failure_record(workspace, "in/clip.mp4", res.error)
 
 
 def test_max_output_seconds_cuts_outputs(workspace: Path) -> None:
@@ -290,6 +288,8 @@ def test_every_corpus_file_gives_checked_outputs_or_a_clean_failure(corpus: Path
         else:
             assert sorted(s["audio"]) == ["aac", "opus"] and not s["renditions"], name
     # nothing of the failed sources is left anywhere in the workspace
-    leftovers = [p for p in (workspace / "processed").rglob("*") if p.is_file()]
+    # but the record of why
+    leftovers = files_but_failure_records(workspace / "processed")
     for bad in BAD:
-        assert not [p for p in leftovers if bad in p.name], bad
+        assert not [p for p in leftovers if bad in p], bad
+    assert sorted(failure_records(workspace)) == sorted(f"in/{bad}" for bad in BAD)

@@ -11,7 +11,13 @@ from typing import Any
 
 import pytest
 from avtools import FFMPEG, facts, fast_env, make_media
-from conftest import json_lines, run_cli
+from conftest import (
+    assert_only_failure_record,
+    failure_records,
+    files_but_failure_records,
+    json_lines,
+    run_cli,
+)
 
 OPEN = re.compile(r'openat\([^,]+, "(?P<path>[^"]*)"')
 
@@ -82,10 +88,14 @@ def test_playlists_in_media_files_never_reach_outputs(secret: Path, workspace: P
     opened = [m["path"] for line in (trace / "t").read_text().splitlines() if (m := OPEN.search(line))]
     assert opened and not [p for p in opened if "private" in p], "the private file was opened"
     # and nothing red is in any output (every output decodes to the good file's test pattern)
-    outputs = [p for p in (workspace / "processed").rglob("*") if p.is_file()]
-    assert all("good" in p.name for p in outputs if "_manifests" not in p.parts)
+    outputs = files_but_failure_records(workspace / "processed")
+    assert all("good" in p for p in outputs if not p.startswith("_manifests/"))
     for p in outputs:
-        assert "evil" not in p.name
+        assert "evil" not in p
+    # each hostile file left only the record of why it was refused
+    assert {k: r["error"] for k, r in failure_records(workspace).items()} == {
+        rel: results[rel]["error"] for rel in payloads(secret)
+    }
 
 
 @pytest.mark.parametrize("defence", ["on", "off"])
@@ -121,7 +131,8 @@ def test_a_concat_script_reads_a_neighbouring_upload_only_with_the_defence_off(
     if defence == "on":
         assert r["status"] == "failed" and r["error_kind"] == "bad_input", r
         assert "not a media file we accept" in r["error"]
-        assert touched == [] and not (workspace / "processed").exists()
+        assert touched == []
+        assert_only_failure_record(workspace, "in/evil-relative.mov", r["error"])
     else:
         assert r["status"] == "ok", r
         assert touched, "the neighbour was not read: the payload does not work, the test proves nothing"
