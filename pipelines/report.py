@@ -267,7 +267,8 @@ def render(ws: Workspace, report: Report, summary: dict[str, Any], index: str) -
         )
     if "cost" in summary:
         parts.append(_cost_card(summary["cost"]))
-    for e in report.entries:
+    first = {"failed": 0, "missing": 1}  # what needs a look comes first; the rest in path order
+    for e in sorted(report.entries, key=lambda e: first.get(e.status, 2)):
         parts.append(_card(ws, e, url))
     parts.append("</main></body></html>\n")
     return "\n".join(parts)

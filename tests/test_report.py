@@ -120,6 +120,8 @@ def test_every_link_is_relative_and_resolves(batch: Path, report: dict[str, Any]
     assert sum(w in page for w in expected[:20]) >= 15  # the OCR text is beside the page's thumbnail
     assert "broken photo.jpg" in page and html.escape(failed_error(batch)) in page  # why it failed
     assert "late.png" in page and "No manifest" in page
+    # what needs a look comes first: failed, then missing, then the processed sources
+    assert page.index("in/broken photo.jpg<") < page.index("in/late.png<") < page.index("in/clip.mp4<")
 
 
 def failed_error(batch: Path) -> str:
