@@ -30,6 +30,7 @@ import shutil
 import signal
 import socket
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -173,6 +174,26 @@ def unmount(path: Path) -> None:
 # -- the stack ----------------------------------------------------------------------------------------
 
 
+@contextlib.contextmanager
+def _remembered_sigint() -> Iterator[list[int]]:
+    """SIGINT raises KeyboardInterrupt as usual and is also noted in the list yielded (main thread only;
+    elsewhere the list stays empty and nothing changes)."""
+    seen: list[int] = []
+    if threading.current_thread() is not threading.main_thread():
+        yield seen
+        return
+
+    def on_sigint(signum: int, frame: Any) -> None:
+        seen.append(signum)
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGINT, on_sigint) or signal.default_int_handler
+    try:
+        yield seen
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
 class Stack:
     """One local stack, kept in ``root`` (see the module docstring)."""
 
@@ -180,6 +201,7 @@ class Stack:
         self.paths = Paths(root.resolve())
         self.settings = settings
         self.config_file = config_file
+        self._interrupts: list[int] = []  # SIGINTs seen during up()
 
     # state
     def state(self) -> dict[str, Any]:
@@ -248,7 +270,18 @@ class Stack:
 
     # up
     def up(self, *, image: str | None = None, rie: Path | None = None) -> dict[str, Any]:
-        """Start server, mount and trigger; return :meth:`status` once an S3 PUT has gone all the way."""
+        """Start server, mount and trigger; return :meth:`status` once an S3 PUT has gone all the way.
+        A Ctrl-C stops what was started and raises KeyboardInterrupt, even one that landed where Python
+        can only ignore it (an import lock's or a weakref's callback): it is remembered and acted on at
+        the next wait."""
+        with _remembered_sigint() as seen:
+            self._interrupts = seen
+            try:
+                return self._start_all(image, rie)
+            finally:
+                self._interrupts = []
+
+    def _start_all(self, image: str | None, rie: Path | None) -> dict[str, Any]:
         if self.running():
             return self.status()
         self.down(purge=False)  # leftovers of a crashed or half-started stack
@@ -356,6 +389,7 @@ class Stack:
                 "trigger",
             )
             s3.delete_object(Bucket=cfg.bucket, Key=PROBE_KEY)
+            self._check_interrupt()
         except BaseException:
             self.down(purge=False)
             raise
@@ -390,11 +424,16 @@ class Stack:
     def _wait(self, what: str, ready: Any, state: dict[str, Any], part: str) -> None:
         end = time.monotonic() + READY_SECONDS
         while not ready():
+            self._check_interrupt()
             if not alive(state["procs"].get(part)):
                 raise StackError(f"{part} exited while waiting for {what}: {self.log_tail(part)}")
             if time.monotonic() > end:
                 raise StackError(f"{what} not ready after {READY_SECONDS:.0f} s: {self.log_tail(part)}")
             time.sleep(0.1)
+
+    def _check_interrupt(self) -> None:
+        if self._interrupts:
+            raise KeyboardInterrupt
 
     def log_tail(self, part: str, chars: int = 1500) -> str:
         try:
