@@ -235,6 +235,32 @@ def test_read_only_root_and_demo() -> None:
     assert res.returncode != 0 and "Read-only file system" in res.stderr
 
 
+def test_the_lambda_init_in_the_image_runs_no_program(tmp_path: Path) -> None:
+    """The image was built with the tool query cache filled: its init phase (settings, engine, every
+    program checked) starts no ffmpeg or tesseract.  Switched off (no cache) the same init starts them."""
+    ws = tmp_path / "ws"
+    ws.mkdir()
+    os.chown(ws, UID, UID)
+    init = (
+        "import sys; started = []; "
+        "sys.addaudithook(lambda e, a: started.append(a[0]) if e == 'subprocess.Popen' else None); "
+        "import handlers.lambda_function; from pipelines._exec import ffmpeg; "
+        "print(len(started), ffmpeg.located().path)"
+    )
+    for cache, want in (("", lambda n: n >= 4), (None, lambda n: n == 0)):
+        env = ["-e", "AWS_LAMBDA_RUNTIME_API=127.0.0.1:9"]
+        env += [] if cache is None else ["-e", f"MEDIA_WORKER_TOOL_CACHE={cache}"]
+        volume = ["-v", f"{ws}:/mnt/workspace"]
+        res = podman(
+            "run", "--rm", *ULIMITS, "--network", "none", "--read-only", "--tmpfs", "/tmp:rw,mode=1777",
+            *volume, *env, "--user", f"{UID}:{UID}", "--entrypoint", "/opt/venv/bin/python", IMAGE,
+            "-c", init, check=False,
+        )  # fmt: skip
+        assert res.returncode == 0, res.stderr[-2000:]
+        started, path = res.stdout.splitlines()[-1].split()
+        assert want(int(started)) and "imageio_ffmpeg" in path, (cache, res.stdout[-2000:])
+
+
 def test_heic_is_decoded_in_the_image_by_a_decode_only_libheif(tmp_path: Path) -> None:
     """A rotated iPhone-style HEIC (made here with pillow-heif's encoder) becomes upright thumbnails
     inside the image; the image's libheif has no encoder (no x265) and pillow-heif is not in it."""

@@ -29,7 +29,7 @@ from typing import Any
 from config.deadline import NO_DEADLINE, Deadline
 from config.errors import BadInputError, JobTimeoutError, MissingDependencyError
 from config.logs import get_logger
-from pipelines._exec import runner
+from pipelines._exec import query_cache, runner
 from pipelines.mount import StorageIO
 
 log = get_logger(__name__)
@@ -63,10 +63,12 @@ class Ffmpeg:
 
 
 def _probe(path: str, *args: str) -> str:
-    """stdout of a short ffmpeg query (exit status ignored: the caller checks what it printed)."""
-    return runner.run(
-        [path, "-hide_banner", *args], program=PROGRAM, timeout=_PROBE_SECONDS, check=False
-    ).stdout
+    """stdout of a short ffmpeg query (exit status ignored: the caller checks what it printed); asked
+    once per ffmpeg binary, then answered from the tool query cache."""
+    argv = [path, "-hide_banner", *args]
+    return query_cache.query(
+        argv, lambda: runner.run(argv, program=PROGRAM, timeout=_PROBE_SECONDS, check=False).stdout
+    )
 
 
 def _version(path: str) -> str:
@@ -87,10 +89,21 @@ def _missing_encoders(path: str) -> list[str]:
 
 
 def _imageio_ffmpeg() -> str | None:
+    """The static ffmpeg that imageio-ffmpeg ships.  Looked up in its package first: its own
+    ``get_ffmpeg_exe()`` runs ``ffmpeg -version`` to test it, which :func:`locate` does anyway (and
+    answers from the tool query cache)."""
     try:
         import imageio_ffmpeg
     except ImportError:
         return None
+    with contextlib.suppress(ImportError, AttributeError, KeyError, OSError):
+        from importlib.resources import files
+
+        from imageio_ffmpeg._definitions import FNAME_PER_PLATFORM, get_platform
+
+        bundled = Path(str(files("imageio_ffmpeg.binaries"))) / FNAME_PER_PLATFORM[get_platform()]
+        if bundled.is_file() and os.access(bundled, os.X_OK):
+            return str(bundled)
     try:
         return str(imageio_ffmpeg.get_ffmpeg_exe())
     except RuntimeError:

@@ -21,7 +21,7 @@ from pathlib import Path
 
 from config.deadline import NO_DEADLINE, Deadline
 from config.errors import MissingDependencyError, PageTimeoutError
-from pipelines._exec import runner
+from pipelines._exec import query_cache, runner
 
 DEBIAN_PACKAGE = "tesseract-ocr"
 PROGRAM = runner.Program(
@@ -31,6 +31,7 @@ PROGRAM = runner.Program(
 )
 MIN_VERSION = (4, 1)  # LSTM engine, TSV and PDF renderers, --psm 0 OSD
 _VERSION_RE = re.compile(r"tesseract\s+v?(\d+)\.(\d+)(?:\.(\d+))?")
+_TESSDATA_RE = re.compile(r'^List of available languages in "([^"]+)"', re.MULTILINE)
 _PROBE_SECONDS = 30.0
 
 
@@ -89,12 +90,17 @@ def locate() -> str:
 def version() -> str:
     """tesseract's version string, e.g. '5.3.0'; raises if it is missing or older than MIN_VERSION."""
     exe = locate()
-    out = runner.run(
-        [exe, "--version"], program=PROGRAM, timeout=_PROBE_SECONDS, env=_probe_env(), check=False
-    )
-    m = _VERSION_RE.search(out.stdout + out.stderr)
+
+    def ask() -> str:
+        out = runner.run(
+            [exe, "--version"], program=PROGRAM, timeout=_PROBE_SECONDS, env=_probe_env(), check=False
+        )
+        return out.stdout + out.stderr
+
+    said = query_cache.query([exe, "--version"], ask)
+    m = _VERSION_RE.search(said)
     if m is None:
-        raise MissingDependencyError(f"tesseract at {exe} printed no version: {out.stdout[:200]!r}")
+        raise MissingDependencyError(f"tesseract at {exe} printed no version: {said[:200]!r}")
     found = (int(m[1]), int(m[2]))
     if found < MIN_VERSION:
         need = ".".join(map(str, MIN_VERSION))
@@ -108,11 +114,16 @@ def version() -> str:
 def languages(tessdata_dir: str | None = None) -> frozenset[str]:
     """Language packs tesseract can load (``tesseract --list-langs``)."""
     cmd = [locate(), *_tessdata_args(tessdata_dir), "--list-langs"]
-    out = runner.run(cmd, program=PROGRAM, timeout=_PROBE_SECONDS, env=_probe_env(), check=False)
-    if out.returncode != 0:  # e.g. no tessdata folder: a missing dependency, not a failed page
-        why = runner.last_line(out.tail or out.stdout)
-        raise MissingDependencyError(f"tesseract --list-langs failed: {why}", detail=out.tail)
-    lines = out.stdout.splitlines()
+
+    def ask() -> str:
+        out = runner.run(cmd, program=PROGRAM, timeout=_PROBE_SECONDS, env=_probe_env(), check=False)
+        if out.returncode != 0:  # e.g. no tessdata folder: a missing dependency, not a failed page
+            why = runner.last_line(out.tail or out.stdout)
+            raise MissingDependencyError(f"tesseract --list-langs failed: {why}", detail=out.tail)
+        return out.stdout
+
+    # the answer holds for as long as the tessdata folder it names is unchanged (no pack added or removed)
+    lines = query_cache.query(cmd, ask, depends_on=lambda said: _TESSDATA_RE.findall(said)).splitlines()
     return frozenset(ln.strip() for ln in lines[1:] if ln.strip() and not ln.startswith("List of"))
 
 
