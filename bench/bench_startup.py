@@ -11,7 +11,7 @@ process).  Cases (medians of ``--runs`` fresh processes, interleaved with the an
   (ignored: nothing to process) - outside Lambda, and with ``AWS_LAMBDA_RUNTIME_API`` set, where the
   import also builds settings and engine and checks the programs (the init phase);
 * first vs second real job in one process (two different PNGs through the handler), and the pipeline's
-  own first-use cost (its modules imported in a fresh process, minus the anchor);
+  own first-use cost (the modules it declares warm, imported after the engine, timed in-process);
 * prefix rerun: ``media-worker run`` over ``--files`` PNGs (320x240), then again with every source up to
   date: the rerun's share of the first run, and the first run's files/s.
 
@@ -88,7 +88,32 @@ for key in sys.argv[1:]:
     assert out["counts"] == {"ok": 1}, out
 print(json.dumps(times))
 """
-FIRST_USE = "import pipelines.imaging, PIL.PngImagePlugin, PIL.JpegImagePlugin, PIL.WebPImagePlugin"
+FIRST_USE = """
+import importlib, time
+from pipelines.engine import Engine
+from pipelines.thumbnails import ThumbnailPipeline as T
+t0 = time.perf_counter()
+for m in T.warm_modules:  # the thumbnails pipeline's first-use imports, after what every job has
+    importlib.import_module(m)
+print(time.perf_counter() - t0)
+"""
+# floors: what the libraries the design names cost on their own, in a process that does nothing else
+FLOOR_TYPER = """
+import sys, typer
+app = typer.Typer()
+@app.command()
+def run(path: str, workers: int = 1) -> None:
+    pass
+sys.argv = ["run", "x"]
+app()
+"""
+FLOOR_SETTINGS = """
+from pydantic_settings import BaseSettings, SettingsConfigDict
+class S(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="BENCH_", env_nested_delimiter="__")
+    workspace: str = "."
+S()
+"""
 
 
 def clean_env(**extra: str) -> dict[str, str]:
@@ -159,7 +184,10 @@ def run(args: argparse.Namespace, py: str, work: Path) -> int:
         "Lambda: the same, init phase on (AWS_LAMBDA_RUNTIME_API)": lambda: wall(
             [py, "-c", NO_WORK, event], on_lambda
         ),
-        "first use of the thumbnails pipeline's modules": lambda: wall([py, "-c", FIRST_USE]),
+        "floor: a one-command Typer app (typer 0.2x coerces with pydantic)": lambda: wall(
+            [py, "-c", FLOOR_TYPER]
+        ),
+        "floor: one pydantic-settings BaseSettings with one field": lambda: wall([py, "-c", FLOOR_SETTINGS]),
     }
     samples: dict[str, list[float]] = {k: [] for k in cases}
     for _ in range(args.runs):
@@ -167,17 +195,25 @@ def run(args: argparse.Namespace, py: str, work: Path) -> int:
             samples[name].append(fn())
     med = {k: statistics.median(v) for k, v in samples.items()}
     anchor = med["anchor: python -c pass"]
-    jobs = []
+    two: dict[str, list[list[float]]] = {"off": [], "on": []}
     for _ in range(max(3, args.runs // 3)):
-        shutil.rmtree(ws / "processed", ignore_errors=True)
-        res = subprocess.run(
-            [py, "-c", TWO_JOBS, "in/a.png", "in/b.png"], check=True, capture_output=True, text=True,
-            cwd=REPO, env=lambda_env,
-        )  # fmt: skip
-        jobs.append(json.loads(res.stdout.strip().splitlines()[-1]))
+        for mode, env in (("off", lambda_env), ("on", on_lambda)):
+            shutil.rmtree(ws / "processed", ignore_errors=True)
+            res = subprocess.run(
+                [py, "-c", TWO_JOBS, "in/a.png", "in/b.png"], check=True, capture_output=True, text=True,
+                cwd=REPO, env=env,
+            )  # fmt: skip
+            two[mode].append(json.loads(res.stdout.strip().splitlines()[-1]))
+    jobs = two["off"]
     first_job = statistics.median(j[0] for j in jobs)
     second_job = statistics.median(j[1] for j in jobs)
-    first_use = med["first use of the thumbnails pipeline's modules"] - anchor
+    first_on = statistics.median(j[0] for j in two["on"])
+    second_on = statistics.median(j[1] for j in two["on"])
+    first_use = statistics.median(
+        float(subprocess.run([py, "-c", FIRST_USE], check=True, capture_output=True, text=True, cwd=REPO,
+                             env=clean_env()).stdout)
+        for _ in range(args.runs)
+    )  # fmt: skip
 
     # prefix: first run and an all-up-to-date rerun, whole CLI processes
     prefix = work / "prefix"
@@ -197,6 +233,7 @@ def run(args: argparse.Namespace, py: str, work: Path) -> int:
         "second_job_s": round(second_job, 4),
         "first_use_cost_s": round(first_use, 4),
         "first_minus_second_s": round(first_job - second_job, 4),
+        "init_on": {"first_job_s": round(first_on, 4), "second_job_s": round(second_on, 4)},
         "prefix": {
             "files": args.files,
             "first_run_s": round(first_run, 2),
@@ -215,6 +252,10 @@ def run(args: argparse.Namespace, py: str, work: Path) -> int:
         f"first real job {first_job * 1000:.1f} ms, second {second_job * 1000:.1f} ms, difference "
         f"{(first_job - second_job) * 1000:.1f} ms; "
         f"the pipeline's first-use imports {first_use * 1000:.1f} ms"
+    )
+    print(
+        f"  with the init phase on (as on Lambda): first {first_on * 1000:.1f} ms, second "
+        f"{second_on * 1000:.1f} ms, difference {(first_on - second_on) * 1000:.1f} ms"
     )
     p = doc["prefix"]
     print(

@@ -66,7 +66,9 @@ def init_on_lambda() -> None:
         rt = runtime()
     except ConfigError:
         return
-    rt.engine.preflight(rt.engine.pipelines_for([]))
+    routed = rt.engine.pipelines_for([])
+    rt.engine.preflight(routed)
+    rt.engine.registry.warm(routed)  # their first-use imports too: the first job runs as fast as the next
 
 
 def reset_runtime() -> None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import importlib
 import io
 import re
 import struct
@@ -28,6 +29,13 @@ Box = tuple[int, int]
 # Formats we are willing to decode.  Deliberately short: no EPS (runs Ghostscript), no exotic
 # fuzz-prone plugins.  JPEG includes MPO; "HEIF" is pi-heif's plug-in (:func:`_register_heif`).
 _OPEN_FORMATS = ("JPEG", "PNG", "GIF", "WEBP", "TIFF", "BMP", "DIB", "ICO", "AVIF", "HEIF")
+# their plug-ins (and the encoders', JPEG/PNG/WEBP), imported here rather than by Image.init(), which
+# imports all ~45 of Pillow's: with every format we open registered, Image.open never calls it.
+# Image.preinit() brings BMP, GIF, JPEG, PPM and PNG (and Image.open calls it anyway).
+Image.preinit()
+for _name in ("WebP", "Tiff", "Ico", "Avif"):
+    with contextlib.suppress(ImportError):  # a Pillow built without it (AVIF): that format stays closed
+        importlib.import_module(f"PIL.{_name}ImagePlugin")
 _JPEG_FORMATS = frozenset({"JPEG", "MPO"})
 _SWAPPED_ORIENTATIONS = frozenset({5, 6, 7, 8})  # transpose / rotate 90: displayed w, h = stored h, w
 _ORIENTATION_TAG = 0x0112
@@ -75,7 +83,6 @@ def open_image(data: bytes, *, max_pixels: int) -> Image.Image:
         raise BadInputError("empty file")
     # Pillow's own bomb check (an error above 2x this) must not cap a higher limit of ours
     Image.MAX_IMAGE_PIXELS = max(max_pixels, _PILLOW_MAX_PIXELS)
-    Image.init()
     _register_heif()
     formats = [f for f in _OPEN_FORMATS if f in Image.OPEN]
     try:

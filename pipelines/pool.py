@@ -95,12 +95,7 @@ def warm_modules(engine: Engine, names: Sequence[str] | None = None) -> list[str
     """Modules a worker needs before its first file: the engine, and for each pipeline in ``names``
     (default: all installed) its module and the modules it declares in ``warm_modules`` (what it would
     otherwise import on first use).  A batch of photos does not preload the video or OCR libraries."""
-    mods = ["pipelines.pool"]
-    for name, p in engine.registry.pipelines.items():
-        if names is not None and name not in names:
-            continue
-        mods += [type(p).__module__, *p.warm_modules]
-    return list(dict.fromkeys(mods))
+    return ["pipelines.pool", *engine.registry.warm_modules(names)]
 
 
 def _init_worker(settings: Settings, progress_queue: Any = None, modules: Sequence[str] = ()) -> None:

@@ -40,12 +40,8 @@ class ThumbnailPipeline(Pipeline):
     description: ClassVar[str] = (
         "Image and PDF first-page thumbnails (Pillow, pypdfium2): sizes x formats, one decode"
     )
-    warm_modules: ClassVar[tuple[str, ...]] = (
-        "pipelines.imaging",
-        "PIL.JpegImagePlugin",
-        "PIL.PngImagePlugin",
-        "PIL.WebPImagePlugin",
-    )
+    # pipelines.imaging imports the Pillow plug-ins it opens and writes
+    warm_modules: ClassVar[tuple[str, ...]] = ("pipelines.imaging", "pipelines.placeholder", "pi_heif")
 
     inputs: ClassVar[dict[str, str]] = {**IMAGE_INPUTS, **DOCUMENT_INPUTS}
     settings_section: ClassVar[str] = "thumbnails"

@@ -67,7 +67,7 @@ from pipelines.engine import Engine
 from pipelines.pool import _init_worker, warm_modules
 settings = load_settings()
 mods = warm_modules(Engine(settings))
-assert "pipelines.imaging" in mods and "av" in mods and "PIL.JpegImagePlugin" in mods, mods
+assert "pipelines.imaging" in mods and "av" in mods and "pipelines.placeholder" in mods, mods
 assert "pipelines.imaging" not in sys.modules and "av" not in sys.modules
 _init_worker(settings, None, mods)
 print(sorted(m for m in mods if m not in sys.modules))
@@ -130,3 +130,28 @@ print(json.dumps([out, rt._runtime is None, *loaded]))
     out, no_runtime, engine_loaded, settings_loaded = json.loads(res.stdout.strip().splitlines()[-1])
     assert out["counts"] == {"ignored": 1}
     assert no_runtime and not engine_loaded and not settings_loaded
+
+
+def test_on_lambda_the_init_phase_imports_what_the_first_job_needs(workspace: Path) -> None:
+    """Under the Lambda runtime the init phase also imports the routed pipelines' first-use modules, so
+    the first PNG job imports no pipeline, Pillow or codec module (only the event's handler module)."""
+    add_samples(workspace, "logo.png")
+    probe = """
+import json, sys, time
+from handlers.local_invoke import LocalContext
+from handlers.local_trigger import Change, s3_notification
+import handlers.lambda_function as fn
+before = set(sys.modules)
+out = fn.handler(s3_notification(Change("in/logo.png", None, None, False, time.time_ns()), "media"),
+                 LocalContext(60))
+assert out["counts"] == {"ok": 1}, out
+print(json.dumps(sorted(set(sys.modules) - before)))
+"""
+    env = cli_env(
+        MEDIA_WORKER_WORKSPACE=str(workspace), MEDIA_WORKER_AWS__BUCKET="media",
+        AWS_LAMBDA_RUNTIME_API="127.0.0.1:9",
+    )  # fmt: skip
+    res = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, cwd=REPO, env=env)
+    assert res.returncode == 0, res.stderr[-2000:]
+    new = json.loads(res.stdout.strip().splitlines()[-1])
+    assert [m for m in new if not m.startswith("handlers.")] == [], new
