@@ -155,3 +155,43 @@ print(json.dumps(sorted(set(sys.modules) - before)))
     assert res.returncode == 0, res.stderr[-2000:]
     new = json.loads(res.stdout.strip().splitlines()[-1])
     assert [m for m in new if not m.startswith("handlers.")] == [], new
+
+
+def test_a_batch_forks_its_workers_from_the_cli_process(workspace: Path, tmp_path: Path) -> None:
+    """No second interpreter boots for the pool: the workers are forks of the CLI process, which has
+    imported the engine and the pipelines' modules once; each worker does its share of the files."""
+    for i in range(6):
+        add_samples(workspace, "logo.png", folder=f"in{i}")
+    trace = tmp_path / "trace"
+    res = run_cli(
+        "run", "-w", str(workspace), "--workers", "2", "--json", *[f"in{i}" for i in range(6)],
+        prefix=["strace", "-f", "-qq", "-e", "trace=execve,openat", "-o", str(trace)],
+    )  # fmt: skip
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert {json.loads(x)["status"] for x in res.stdout.splitlines() if x.startswith("{")} == {"ok"}
+    text = trace.read_text()
+    assert len(python_execs(text)) == 1  # the CLI itself (a forkserver pool: 3, with its resource tracker)
+    readers = {ln.split()[0] for ln in text.splitlines() if re.search(r'openat\(.*/in\d/logo\.png"', ln)}
+    assert len(readers) == 2, readers  # two worker processes read the sources
+
+
+def test_the_pool_uses_a_forkserver_while_another_thread_runs(workspace: Path) -> None:
+    """fork copies only the calling thread: with a second thread alive (a progress bar's refresher) the
+    workers come from a forkserver instead."""
+    import threading
+
+    from config.settings import load_settings
+    from pipelines.engine import Engine
+    from pipelines.pool import _PoolRun
+
+    settings = load_settings(None, workspace=workspace)
+    run = _PoolRun(settings, None, {}, None, None, [], Engine(settings))
+    assert run._context().get_start_method() == "fork"
+    stop = threading.Event()
+    other = threading.Thread(target=stop.wait)
+    other.start()
+    try:
+        assert run._context().get_start_method() == "forkserver"
+    finally:
+        stop.set()
+        other.join()
