@@ -115,9 +115,10 @@ def _run(
         BarColumn(),
         MofNCompleteColumn(),
         TimeElapsedColumn(),
-        console=err,
+        console=err.real(),
         transient=as_json,
         disable=not err.is_terminal,
+        auto_refresh=False,  # redrawn from the callbacks below: no refresh thread, so the pool can fork
     )
 
     bars: dict[str, Any] = {}  # one bar per file in flight: its slowest pipeline's progress
@@ -127,12 +128,13 @@ def _run(
             bars[source] = (progress.add_task(f"  {source}", total=1.0), {})
         bar, fractions = bars[source]
         fractions[pipeline] = fraction
-        progress.update(bar, completed=min(fractions.values()))
+        progress.update(bar, completed=min(fractions.values()), refresh=True)
 
     def report(res: SourceResult) -> None:
         if res.source in bars:
             progress.remove_task(bars.pop(res.source)[0])
         progress.advance(task)
+        progress.refresh()
         if as_json:
             print(json.dumps(res.to_dict(), ensure_ascii=False), flush=True)
         elif res.status in ("failed", "timeout"):

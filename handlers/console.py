@@ -13,12 +13,16 @@ class LazyConsole:
         self._options = options
         self._console: Any = None
 
-    def __getattr__(self, name: str) -> Any:
+    def real(self) -> Any:
+        """The console itself (for rich objects that take one, such as a Progress)."""
         if self._console is None:
             from rich.console import Console
 
             self._console = Console(**self._options)
-        return getattr(self._console, name)
+        return self._console
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.real(), name)
 
 
 # errors are never hard-wrapped: a path or a key in a message stays whole (to copy, to grep)

@@ -6,10 +6,12 @@ from __future__ import annotations
 
 import json
 import re
+import shlex
 import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from conftest import REPO, add_samples, cli_env, run_cli
 
 from pipelines.pool import cgroup_cpu_quota
@@ -157,18 +159,28 @@ print(json.dumps(sorted(set(sys.modules) - before)))
     assert [m for m in new if not m.startswith("handlers.")] == [], new
 
 
-def test_a_batch_forks_its_workers_from_the_cli_process(workspace: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize("terminal", [False, True])
+def test_a_batch_forks_its_workers_from_the_cli_process(
+    workspace: Path, tmp_path: Path, terminal: bool
+) -> None:
     """No second interpreter boots for the pool: the workers are forks of the CLI process, which has
-    imported the engine and the pipelines' modules once; each worker does its share of the files."""
+    imported the engine and the pipelines' modules once; each worker does its share of the files.  On a
+    terminal too: the progress bar is redrawn from the results, with no refresh thread to block a fork."""
     for i in range(6):
         add_samples(workspace, "logo.png", folder=f"in{i}")
     trace = tmp_path / "trace"
-    res = run_cli(
-        "run", "-w", str(workspace), "--workers", "2", "--json", *[f"in{i}" for i in range(6)],
-        prefix=["strace", "-f", "-qq", "-e", "trace=execve,openat", "-o", str(trace)],
-    )  # fmt: skip
-    assert res.returncode == 0, res.stderr[-2000:]
-    assert {json.loads(x)["status"] for x in res.stdout.splitlines() if x.startswith("{")} == {"ok"}
+    strace = ["strace", "-f", "-qq", "-e", "trace=execve,openat", "-o", str(trace)]
+    args = ["run", "-w", str(workspace), "--workers", "2", *[f"in{i}" for i in range(6)]]
+    if terminal:  # under a pseudo-terminal (util-linux script): the progress bar is drawn
+        cmd = shlex.join([*strace, sys.executable, "-m", "handlers.cli", *args])
+        res = subprocess.run(["script", "-qec", cmd, "/dev/null"], capture_output=True, text=True, cwd=REPO,
+                             env=cli_env(), timeout=300)  # fmt: skip
+        assert res.returncode == 0 and "processing" in res.stdout, res.stdout[-2000:]
+    else:
+        res = run_cli(*args, "--json", prefix=strace)
+        assert res.returncode == 0, res.stderr[-2000:]
+        assert {json.loads(x)["status"] for x in res.stdout.splitlines() if x.startswith("{")} == {"ok"}
+    assert len(list(workspace.glob("processed/_manifests/in*/logo.png.json"))) == 6
     text = trace.read_text()
     assert len(python_execs(text)) == 1  # the CLI itself (a forkserver pool: 3, with its resource tracker)
     readers = {ln.split()[0] for ln in text.splitlines() if re.search(r'openat\(.*/in\d/logo\.png"', ln)}
