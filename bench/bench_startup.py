@@ -114,6 +114,12 @@ class S(BaseSettings):
     workspace: str = "."
 S()
 """
+FLOOR_MODEL = """
+from pydantic import BaseModel
+class M(BaseModel):
+    workspace: str = "."
+M()
+"""
 
 
 def clean_env(**extra: str) -> dict[str, str]:
@@ -188,6 +194,7 @@ def run(args: argparse.Namespace, py: str, work: Path) -> int:
             [py, "-c", FLOOR_TYPER]
         ),
         "floor: one pydantic-settings BaseSettings with one field": lambda: wall([py, "-c", FLOOR_SETTINGS]),
+        "floor: one plain pydantic BaseModel with one field": lambda: wall([py, "-c", FLOOR_MODEL]),
     }
     samples: dict[str, list[float]] = {k: [] for k in cases}
     for _ in range(args.runs):
