@@ -13,6 +13,7 @@ import json
 import time
 from typing import Any
 
+from pipelines.manifest import decode_document
 from pipelines.result import SourceResult
 from pipelines.spec import SourceInfo
 
@@ -38,10 +39,4 @@ def encode(source: SourceInfo, result: SourceResult, pipelines: list[str]) -> by
 
 def decode(data: bytes | None) -> dict[str, Any] | None:
     """A failure record we can trust, or None."""
-    if not data:
-        return None
-    try:
-        doc = json.loads(data)
-    except (ValueError, UnicodeDecodeError):
-        return None
-    return doc if isinstance(doc, dict) and doc.get("schema") == SCHEMA else None
+    return decode_document(data, SCHEMA)

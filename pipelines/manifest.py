@@ -80,13 +80,18 @@ def encode_with_io(manifest: dict[str, Any], io: StorageIO, settings: Settings) 
 
 def decode(data: bytes | None) -> dict[str, Any] | None:
     """A manifest we can trust, or None (absent, unreadable, another schema)."""
+    return decode_document(data, SCHEMA)
+
+
+def decode_document(data: bytes | None, schema: str) -> dict[str, Any] | None:
+    """A JSON object of ``schema`` (one of the files the worker writes), or None."""
     if not data:
         return None
     try:
         doc = json.loads(data)
     except (ValueError, UnicodeDecodeError):
         return None
-    return doc if isinstance(doc, dict) and doc.get("schema") == SCHEMA else None
+    return doc if isinstance(doc, dict) and doc.get("schema") == schema else None
 
 
 def is_current(manifest: dict[str, Any] | None, source: SourceInfo, config_hash: str) -> bool:
