@@ -21,6 +21,9 @@ SCHEMA = "media-worker/failure/v1"
 
 
 def worth_recording(result: SourceResult) -> bool:
+    """A per-file failure with its reason (not an interrupt of the whole process: Ctrl-C, SystemExit)."""
+    if result.error is None:
+        return False
     return result.status == "timeout" or (result.status == "failed" and not result.retryable)
 
 

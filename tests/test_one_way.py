@@ -263,6 +263,28 @@ def test_a_tool_whose_folder_a_concurrent_clean_up_pruned_is_run_again(workspace
     assert (workspace / out).read_bytes() == b"whole"
 
 
+class Interrupted(Pipeline):
+    """Writes its output, then the process is interrupted (Ctrl-C reaching a pool worker)."""
+
+    name = "interrupted"
+
+    def plan(self, source: Any, settings: Any) -> list[PlannedOutput]:
+        return [PlannedOutput("note", "txt", "text/plain")]
+
+    def run(self, job: Any) -> None:
+        job.write_output(self.name, "note", b"half done")
+        raise KeyboardInterrupt
+
+
+def test_an_interrupted_job_leaves_no_output_and_no_failure_record(workspace: Path) -> None:
+    """An interrupt is not the file's fault: it propagates, the partial output goes, and no failure
+    record claims the source failed (there is no reason to give)."""
+    with pytest.raises(KeyboardInterrupt):
+        engine_with(workspace, Interrupted()).process("in/a.dat", pipelines=["interrupted"])
+    assert files_but_failure_records(workspace) == ["in/a.dat"]
+    assert failure_records(workspace) == {}
+
+
 class SourceChanger(Pipeline):
     """Writes its output, then does ``self.change`` to the source - as an uploader overwriting it would."""
 
