@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import importlib
 import math
 import multiprocessing
 import os
@@ -17,6 +16,7 @@ from typing import Any
 
 from config.settings import Settings
 from pipelines.engine import Engine, ProgressCallback, SourceResult
+from pipelines.registry import import_modules
 
 _engine: Engine | None = None
 
@@ -101,14 +101,12 @@ def warm_modules(engine: Engine, names: Sequence[str] | None = None) -> list[str
 
 def _init_worker(settings: Settings, progress_queue: Any = None, modules: Sequence[str] = ()) -> None:
     """Each worker, once: the engine, then the pipelines' first-use imports (already in memory when the
-    forkserver preloaded them)."""
+    worker was forked from the parent or from a forkserver that imported them)."""
     global _engine, _progress_queue
     if _engine is None or _engine.settings is not settings:  # forked from the parent: it has one
         _engine = Engine(settings)
     _progress_queue = progress_queue
-    for name in modules:  # a pipeline whose library is missing reports that on its first file
-        with contextlib.suppress(ImportError):
-            importlib.import_module(name)
+    import_modules(modules)
 
 
 def _report(source: str, pipeline: str, fraction: float, message: str) -> None:
@@ -206,9 +204,7 @@ class _PoolRun:
         imports them."""
         global _engine
         if self.engine is not None and threading.active_count() == 1:
-            for name in self.modules:
-                with contextlib.suppress(ImportError):
-                    importlib.import_module(name)
+            import_modules(self.modules)
             _engine = self.engine
             return multiprocessing.get_context("fork")
         ctx = multiprocessing.get_context("forkserver")

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from importlib.metadata import EntryPoint, entry_points
 
@@ -84,10 +84,8 @@ class Registry:
         return list(dict.fromkeys(mods))
 
     def warm(self, names: Sequence[str] | None = None) -> None:
-        """Import :meth:`warm_modules` now (one that is missing is left to the pipeline's own check)."""
-        for mod in self.warm_modules(names):
-            with contextlib.suppress(ImportError):
-                importlib.import_module(mod)
+        """Import :meth:`warm_modules` now."""
+        import_modules(self.warm_modules(names))
 
     def validate_options(self, settings: Settings) -> None:
         """Validate every pipeline's options with its own model; ConfigError naming the bad keys."""
@@ -106,6 +104,13 @@ class Registry:
             return
         self.pipelines[name] = pipeline
         self.origins[name] = origin
+
+
+def import_modules(names: Iterable[str]) -> None:
+    """Import ``names``; one that is missing is left to its pipeline's own check, on its first file."""
+    for name in names:
+        with contextlib.suppress(ImportError):
+            importlib.import_module(name)
 
 
 def _load(ep: EntryPoint) -> Pipeline:
