@@ -98,12 +98,19 @@ def is_current(manifest: dict[str, Any] | None, source: SourceInfo, config_hash:
     """True when the manifest is for this very source version and this effective config."""
     if not manifest or manifest.get("status") != "ok" or manifest.get("config_hash") != config_hash:
         return False
-    src = manifest.get("source") or {}
-    if src.get("path") != source.relpath or src.get("size") != source.size:
+    return same_version(manifest, source)
+
+
+def same_version(doc: dict[str, Any], source: SourceInfo) -> bool:
+    """True when ``doc``'s ``source`` (a manifest's or a failure record's) is this very version of it:
+    path, size and mtime; and, when both sides know them, the S3 version id and ETag."""
+    src = doc.get("source") or {}
+    if (src.get("path"), src.get("size"), src.get("mtime_ns")) != (
+        source.relpath,
+        source.size,
+        source.mtime_ns,
+    ):
         return False
-    if src.get("mtime_ns") != source.mtime_ns:
-        return False
-    # when both sides know the S3 version / ETag, they must agree too
     for key in ("version_id", "etag"):
         ours = getattr(source, key)
         if ours and src.get(key) and src[key] != ours:

@@ -27,6 +27,7 @@ from config.layout import Layout, relative_url
 from pipelines import cost, failure
 from pipelines import manifest as manifests
 from pipelines.mount import Workspace, clean_relpath
+from pipelines.spec import SourceInfo
 
 SCHEMA = "media-worker/report/v1"
 INDEX = "index.html"
@@ -139,19 +140,18 @@ def collect(ws: Workspace, layout: Layout, prefix: str, routed: Any, *, skip: Se
         if doc is not None and (doc.get("source") or {}).get("path") != rel:
             doc = None  # another source's manifest (cannot happen with a valid layout): not ours
         failed = None if doc else failure.decode(ws.read_small(layout.failure_path(rel)))
-        if failed is not None and not _about_this_version(ws, rel, failed):
+        if failed is not None and not _of_the_file_now(ws, rel, failed):
             failed = None  # about an earlier version of the file, or not ours: the new one is in flight
         report.entries.append(Entry(rel, tuple(verdict.pipelines), path, doc, failed))
     return report
 
 
-def _about_this_version(ws: Workspace, rel: str, record: dict[str, Any]) -> bool:
-    src = record.get("source") or {}
+def _of_the_file_now(ws: Workspace, rel: str, record: dict[str, Any]) -> bool:
     try:
         st = ws.stat_source(rel)
     except MediaWorkerError:  # gone or unreadable since the walk
         return False
-    return (src.get("path"), src.get("size"), src.get("mtime_ns")) == (rel, st.st_size, st.st_mtime_ns)
+    return manifests.same_version(record, SourceInfo(rel, st.st_size, st.st_mtime_ns))
 
 
 def write(ws: Workspace, report: Report, folder: str) -> dict[str, Any]:
