@@ -39,11 +39,32 @@ config_app = typer.Typer(
 app.add_typer(config_app, name="config")
 app.add_typer(stack_app, name="stack")
 
+
+def _print_version(value: bool) -> None:
+    if value:
+        from config.version import version
+
+        print(f"media-worker {version()}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(
+    version: Annotated[
+        bool,
+        typer.Option("--version", callback=_print_version, is_eager=True, help="Print the version and exit."),
+    ] = False,
+) -> None:
+    pass  # the help text is the app's (above)
+
+
 ConfigOpt = Annotated[
     Path | None, typer.Option("--config", "-c", help="TOML config file (default: $MEDIA_WORKER_CONFIG).")
 ]
 MountOpt = Annotated[Path | None, typer.Option("--workspace", "-w", help="Workspace root (mount).")]
-PrefixArg = Annotated[str, typer.Argument(help="Folder of sources, relative to the workspace ('' = all).")]
+PrefixArg = Annotated[
+    str, typer.Argument(help="Folder of sources, relative to the workspace or absolute inside it ('' = all).")
+]
 # beside the code in a checkout; in the container image under $LAMBDA_TASK_ROOT (the code is installed)
 SAMPLE_MEDIA = next(
     (
@@ -70,7 +91,9 @@ def _settings(config: Path | None, **overrides: Any) -> Settings:
 
 @app.command()
 def run(
-    paths: Annotated[list[str], typer.Argument(help="Files or folders, relative to the workspace.")],
+    paths: Annotated[
+        list[str], typer.Argument(help="Files or folders: relative to the workspace, or absolute inside it.")
+    ],
     workspace: MountOpt = None,
     pipeline: Annotated[
         list[str] | None, typer.Option("--pipeline", "-p", help="Run only these pipelines (bypasses rules).")
@@ -104,7 +127,7 @@ def _run(
         for name in pipelines or []:
             if engine.registry.get(name) is None:
                 raise MediaWorkerError(f"unknown pipeline {name!r}: {engine.registry.why_unavailable(name)}")
-        sources = list(iter_sources(engine, paths))
+        sources = list(iter_sources(engine, [_in_workspace(engine.ws.root, p) for p in paths]))
         engine.ws.check_writable()
         engine.preflight(engine.pipelines_for(sources, pipelines))
     except MediaWorkerError as exc:
@@ -151,6 +174,22 @@ def _run(
             engine=engine,
             progress=file_progress if progress.console.is_terminal and not as_json else None,
         )
+
+
+def _in_workspace(root: Path, arg: str) -> str:
+    """A command-line path as the workspace-relative path the engine takes: relative ones as given (the
+    workspace checks them), absolute ones inside the root made relative; absolute ones outside it are
+    an error.  Lexical: a symlink under the root stays a symlink for the workspace to judge."""
+    if not os.path.isabs(arg):
+        return arg
+    path = os.path.normpath(arg)
+    for base in dict.fromkeys((os.path.abspath(root), os.path.realpath(root))):
+        if os.path.commonpath((base, path)) == base:
+            rel = os.path.relpath(path, base)
+            return "" if rel == "." else rel
+    from config.errors import PathError
+
+    raise PathError(f"{arg}: outside the workspace {root} (give paths relative to it, or absolute under it)")
 
 
 def _summary(results: list[SourceResult]) -> None:
@@ -256,12 +295,10 @@ def demo(
     ] = None,
     config: ConfigOpt = None,
 ) -> None:
-    """Copy sample_media into a scratch workspace, run every available pipeline, show the outputs."""
+    """Copy sample_media into a scratch workspace, run every available pipeline, write its report."""
     if not SAMPLE_MEDIA.is_dir():
         err.print(f"[red]error:[/red] sample media not found at {SAMPLE_MEDIA}")
         raise typer.Exit(ExitCode.USAGE)
-    from rich.table import Table
-
     ws = workspace or Path(tempfile.mkdtemp(prefix="media-worker-demo-"))
     dest = ws / "sample_media"
     shutil.copytree(
@@ -269,21 +306,33 @@ def demo(
     )
     settings = _settings(config, workspace=ws)
     results = _run(settings, ["sample_media"], None, None, as_json=False)
-    _summary(results)
-    table = Table(title=f"outputs in {ws}")
-    table.add_column("source")
-    table.add_column("status")
-    table.add_column("outputs / reason", overflow="fold")
-    for r in results:
-        detail = "\n".join(r.outputs) if r.outputs else (r.error or r.reason or "")
-        table.add_row(r.source, r.status, detail)
-    out.print(table)
-    out.print(f"workspace: {ws}")
     summary = _report(settings, "sample_media", None)
-    out.print(f"report: {ws / summary['html']}")
+    for line in demo_lines(results):
+        out.print(line, highlight=False, soft_wrap=True)
+    page = Path(summary["workspace"]) / summary["html"]
+    out.print(f"report: {page}", highlight=False, soft_wrap=True)
+    out.print(f"open it in a browser: {page.as_uri()}", highlight=False, soft_wrap=True)
     raise typer.Exit(
         ExitCode.FAILED if any(r.status in ("failed", "timeout") for r in results) else ExitCode.OK
     )
+
+
+def demo_lines(results: list[SourceResult]) -> list[str]:
+    """One line per source (status, number of outputs, time, and the reason when it did not run) and a
+    total: what ``media-worker demo`` ends with instead of every output's path."""
+    width = max((len(r.source) for r in results), default=0)
+    lines = []
+    for r in results:
+        line = f"{r.source:<{width}}  {r.status:<7}  {len(r.outputs):>3} outputs  {r.duration_s:6.2f} s"
+        why = r.error or (r.reason if r.status == "skipped" else None)
+        lines.append(f"{line}  {why}" if why else line)
+    counts = {s: sum(r.status == s for r in results) for s in ("ok", "skipped", "failed", "timeout")}
+    lines.append(
+        f"{len(results)} source(s): "
+        + ", ".join(f"{n} {s}" for s, n in counts.items() if n)
+        + f"; {sum(len(r.outputs) for r in results)} output(s)"
+    )
+    return lines
 
 
 @app.command()
@@ -326,6 +375,7 @@ def cost(
     settings = _settings(config, workspace=workspace)
     try:
         engine = Engine(settings)
+        prefix = _in_workspace(engine.ws.root, prefix)
         found = collect(engine.ws, settings.layout, prefix, engine.triage, skip=[default_folder("")])
     except MediaWorkerError as exc:
         err.print(f"[red]error:[/red] {exc}", highlight=False)
@@ -391,6 +441,7 @@ def _report(settings: Settings, prefix: str, out_dir: str | None) -> dict[str, A
 
     try:
         engine = Engine(settings)
+        prefix = _in_workspace(engine.ws.root, prefix)
         folder = out_dir or default_folder(prefix)
         found = collect(engine.ws, settings.layout, prefix, engine.triage, skip=[folder])
         found.price(settings.cost, settings.sync.cache_expiration_days)

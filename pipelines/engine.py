@@ -38,6 +38,7 @@ from config.layout import relative_url
 from config.logs import get_logger
 from config.rules import Rule, select_pipelines
 from config.settings import Settings
+from config.version import DISTRIBUTION, version
 from pipelines import failure, manifest
 from pipelines.lease import Lease
 from pipelines.mount import StorageIO, Workspace, clean_relpath
@@ -49,7 +50,6 @@ from pipelines.triage import Verdict, triage
 
 log = get_logger(__name__)
 ProgressCallback = Callable[[str, str, float, str], None]  # (source, pipeline, fraction 0-1, message)
-VERSION = "0.1.0"
 
 
 @dataclass(frozen=True)
@@ -535,7 +535,7 @@ class Engine:
                 lead.run(job)
             job.finish_tool_outputs()
             timings["+".join(p.name for p in [lead, *partners])] = time.monotonic() - t
-        tools = {"media-worker": VERSION}
+        tools = {DISTRIBUTION: version()}
         for p in accepted:
             tools.update(p.tool_versions())
         doc = manifest.build(

@@ -166,8 +166,27 @@ def test_symlink_out_of_workspace_fails_cleanly(workspace: Path) -> None:
 
 
 def test_demo(tmp_path: Path) -> None:
-    res = run_cli("demo", "--workspace", str(tmp_path / "demo"))
+    ws = tmp_path / "demo"
+    res = run_cli("demo", "--workspace", str(ws))
     assert res.returncode == 0, res.stdout + res.stderr
     for name in ("photo.jpg", "logo.png", "page.png"):
-        with Image.open(tmp_path / f"demo/processed/thumbnails/thumb/sample_media/{name}.webp") as im:
+        with Image.open(ws / f"processed/thumbnails/thumb/sample_media/{name}.webp") as im:
             assert max(im.size) == 150
+    # it ends with a short summary: one line per source (status, number of outputs, time), a total,
+    # and the report's path with how to open it - not every output's path
+    lines = res.stdout.splitlines()
+    sources = sorted(p.name for p in SAMPLES.iterdir() if p.suffix not in (".py", ".md", ".txt"))
+    assert len(lines) == len(sources) + 3, res.stdout
+    total = 0
+    for name, line in zip(sources, lines, strict=False):
+        source, status, count, word, seconds, unit = line.split()
+        assert (source, status, word, unit) == (f"sample_media/{name}", "ok", "outputs", "s"), line
+        manifest = json.loads((ws / f"processed/_manifests/sample_media/{name}.json").read_text())
+        assert int(count) == len(manifest["outputs"]) > 0, line
+        assert float(seconds) >= sum(manifest["timings"].values()) - 0.01, line  # the job's whole time
+        total += int(count)
+    assert lines[-3] == f"{len(sources)} source(s): {len(sources)} ok; {total} output(s)"
+    page = ws / "reports/sample_media/index.html"
+    assert lines[-2] == f"report: {page}" and page.is_file()
+    assert lines[-1] == f"open it in a browser: {page.as_uri()}"
+    assert "processed/" not in res.stdout
