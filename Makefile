@@ -4,6 +4,7 @@
 #   make image-test  - also podman/buildah/runc/mmdebstrap; builds the Lambda image and runs it as Lambda does
 #   make stack-up    - a local S3 API + a FUSE mount of the bucket + the upload trigger (media-worker stack)
 #   make e2e         - uploads through S3 -> the worker on the mount -> outputs read back through S3
+#   make bench       - every benchmark in bench/ (make bench-NAME: one of them; docs/benchmarks.md)
 VENV := .venv
 BIN := $(VENV)/bin
 
@@ -43,10 +44,30 @@ e2e-image: image
 lint: bootstrap
 	$(BIN)/ruff check . && $(BIN)/ruff format --check . && $(BIN)/mypy
 
-bench: bootstrap
-	$(BIN)/python bench/bench_thumbnails.py
-	$(BIN)/python bench/bench_coldstart.py
-	$(BIN)/python bench/bench_startup.py
+# every benchmark under bench/, with the arguments docs/benchmarks.md's figures were measured with;
+# `make bench-NAME` runs one. A benchmark that misses a target (or cannot run: old-vs-mount needs
+# /dev/fuse and root) does not stop the others; `make bench` then lists it and exits 1.
+BENCHES := thumbnails startup coldstart transcode ocr phone memory old-vs-mount
+BENCH_thumbnails := bench/bench_thumbnails.py --runs 7 --batch 12
+BENCH_startup := bench/bench_startup.py --runs 9 --files 2000
+BENCH_coldstart := bench/bench_coldstart.py --runs 9
+BENCH_transcode := bench/bench_transcode.py --runs 3
+BENCH_ocr := bench/bench_ocr.py --repeat 3
+BENCH_phone := bench/bench_phone.py --runs 3 --seconds 10
+BENCH_memory := bench/bench_memory.py
+BENCH_old-vs-mount := bench/bench_old_vs_mount.py
+BENCH_SETUP := SCOPES="runtime build dev bench" scripts/bootstrap.sh
+
+bench:
+	@$(BENCH_SETUP)
+	@failed=""; $(foreach b,$(BENCHES),echo "== make bench-$(b)"; \
+	  $(BIN)/python $(BENCH_$(b)) || failed="$$failed $(b)";) \
+	  if [ -n "$$failed" ]; then echo "bench: missed a target or did not run:$$failed"; exit 1; fi
+
+bench-%:
+	$(if $(BENCH_$*),,$(error no benchmark '$*'; one of: $(BENCHES)))
+	@$(BENCH_SETUP)
+	$(BIN)/python $(BENCH_$*)
 
 samples: bootstrap
 	$(BIN)/python sample_media/make_samples.py

@@ -12,7 +12,7 @@
    decode, so the whole 12 Mpx are decoded.
 
 Interleaved runs after a warm-up; the ratio of the fastest runs is reported, medians too.  No targets:
-the figures go into the README.
+the figures go into docs/benchmarks.md.
 
 Usage: ``.venv/bin/python bench/bench_phone.py [--runs 3] [--seconds 10] [--json]``
 """

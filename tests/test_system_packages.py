@@ -50,7 +50,7 @@ def norm(name: str) -> str:
 def test_list_is_well_formed() -> None:
     rows = entries()
     assert len({p for p, _, _ in rows}) == len(rows), "a package is listed twice"
-    assert {w for _, _, w in rows} <= {"runtime", "build", "dev", "imagetest"}
+    assert {w for _, _, w in rows} <= {"runtime", "build", "dev", "imagetest", "bench"}
     # what the image runs is pinned exactly
     assert all(v != "-" for _, v, w in rows if w in ("runtime", "build"))
     res = subprocess.run(
