@@ -1,4 +1,4 @@
-# media-worker as a container-image AWS Lambda function (x86_64; arm64: see README "arm64").
+# media-worker as a container-image AWS Lambda function (x86_64; arm64: see docs/image.md).
 #
 #   make image                      # podman/buildah here; `docker build -t media-worker .` elsewhere
 #   make image-test                 # build, then run it as Lambda does (read-only, uid 1000, emulator)

@@ -110,7 +110,7 @@ class LimitSettings(Section):
 
 
 class Settings(BaseSettings):
-    """Everything media-worker can be told.  See README "Configuration"."""
+    """Everything media-worker can be told.  See docs/configuration.md."""
 
     model_config = SettingsConfigDict(
         env_prefix="MEDIA_WORKER_",
