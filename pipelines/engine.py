@@ -444,10 +444,14 @@ class Engine:
                 log.exception("internal error on %s", relpath)
                 result.error, result.error_kind = f"internal error: {type(exc).__name__}: {exc}", "internal"
         finally:
+            failed = result.status in ("failed", "timeout")
+            # a job whose lease another worker took over deletes and records nothing: the paths are the
+            # new holder's now (it may have committed its manifest naming them already)
+            ours = not failed or all(lease.holds() for lease in held)
             for job in started:
-                job.cleanup(delete_outputs=result.status in ("failed", "timeout"))
+                job.cleanup(delete_outputs=failed and ours)
                 result.bytes_read = job.bytes_read
-                if failure.worth_recording(result) and not folder_lost:
+                if failure.worth_recording(result) and not folder_lost and ours:
                     self._record_failure(job, result)
             for lease in held:
                 lease.release()

@@ -88,7 +88,7 @@ class Lease:
         self.ws, self.relpath, self.settings = ws, relpath, settings
         self.owner = uuid.uuid4().hex
         self.lost = False  # set when another worker took the lease over while we held it
-        self._checked = -math.inf  # time.monotonic() of the last check() that found us the holder
+        self._checked = -math.inf  # time.monotonic() of the last check (holds()) that found us the holder
         self._stop = threading.Event()
         self._renewer: threading.Thread | None = None
 
@@ -178,13 +178,17 @@ class Lease:
     def check(self) -> None:
         """Before the commit (the manifest): raise if another worker took the lease over (seen by the
         renewer, or now: one small read, so a job shorter than a renewal period is checked too)."""
+        if not self.holds():
+            raise RetryableError("another worker took this source's lease over while it was processed")
+
+    def holds(self) -> bool:
+        """Whether the lease is still ours (one small read, unless the renewer saw it taken over).  A
+        job that lost it deletes nothing it wrote: those paths are the new holder's."""
         if not self.lost:
             holder = self._holder()
             self.lost = holder is None or holder.owner != self.owner
-        if self.lost:
-            self._checked = -math.inf
-            raise RetryableError("another worker took this source's lease over while it was processed")
-        self._checked = time.monotonic()
+        self._checked = -math.inf if self.lost else time.monotonic()
+        return not self.lost
 
     def release(self) -> None:
         """Delete the lease if it is still ours.  Right after a check() that found it ours (the commit)

@@ -8,7 +8,7 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import pytest
 
@@ -21,6 +21,20 @@ def pytest_configure(config: pytest.Config) -> None:
     """In CI (CI=true) the shared corpus must be there: a run without it would pass on ~90 skips."""
     if os.environ.get("CI") == "true" and not CORPUS.is_dir():
         raise pytest.UsageError(f"CI=true but the shared corpus is missing at {CORPUS} (../shared/corpus)")
+
+
+def cannot_run(reason: str) -> NoReturn:
+    """A test that cannot run here: skipped, saying why; under CI (CI=true) a failure, so a CI run never
+    passes on tests it silently left out."""
+    if os.environ.get("CI") == "true":
+        pytest.fail(f"{reason}; CI (CI=true) must run this test", pytrace=False)
+    pytest.skip(reason)
+
+
+def need_root(what: str) -> None:
+    """For tests that need root (mounts, running the worker as another uid): see :func:`cannot_run`."""
+    if os.geteuid() != 0:
+        cannot_run(f"needs root {what} (uid {os.geteuid()})")
 
 
 @pytest.fixture

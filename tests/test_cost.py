@@ -1,6 +1,8 @@
 """The cost ledger: every manifest's ``io`` counts what its job (the worker, PyAV and ffmpeg) read and
 wrote on the mount, checked against the kernel (strace -f of the whole process tree); ``media-worker
-cost`` sums and prices it; the price table and the cache expiry move the bill as they should."""
+cost`` sums and prices it; the price table and the cache expiry move the bill as they should.  The
+metering rules (128 KiB direct, 32 KiB minimum) and every price term are checked against figures worked
+out by hand here, never against the code's own formula."""
 
 from __future__ import annotations
 
@@ -14,7 +16,7 @@ from avtools import fast_env, make_media
 from conftest import SAMPLES, add_samples, cli_env, run_cli
 from strace_support import READ
 
-from config.cost import GB, CostSettings
+from config.cost import CostSettings
 
 WRITE = re.compile(r"^(?:write|pwrite64)\(\d+<(?P<path>[^>]*)>, .*\) = (?P<ret>-?\d+)$")
 VECTORED = re.compile(r"^(?:readv|preadv|preadv2|writev|pwritev|pwritev2)\(\d+<(?P<path>[^>]*)>")
@@ -137,14 +139,18 @@ def test_prices_and_cache_expiry_move_the_bill(workspace: Path) -> None:
 
     one, thirty = bill(MEDIA_WORKER_SYNC__CACHE_EXPIRATION_DAYS="1"), bill()
     assert one["cache_expiration_days"] == 1 and thirty["cache_expiration_days"] == 30
+    kept = [p for p in (workspace / "processed").rglob("*") if p.is_file()]  # outputs and manifests
+    assert thirty["bytes_stored"] == sum(p.stat().st_size for p in kept)
+    assert thirty["files_written"] == len(kept) + 2  # and the two sources' leases, deleted since
     gap = thirty["usd"]["mount_way"] - one["usd"]["mount_way"]  # type: ignore[index]
-    expected = thirty["bytes_stored"] / GB * CostSettings().s3files_cache_gb_month * 29 / 30  # type: ignore[operator]
+    # the cache at $0.30/GB-month (config/cost.py) for 29 days more
+    expected = sum(p.stat().st_size for p in kept) / 2**30 * 0.30 * (30 - 1) / 30
     assert gap == pytest.approx(expected, abs=2e-10)  # usd is rounded to 1e-10
     assert one["usd"]["old_way"] == thirty["usd"]["old_way"]  # type: ignore[index]
     assert one["mount_way_usd_by_cache_days"] == thirty["mount_way_usd_by_cache_days"]
 
     dear = bill(MEDIA_WORKER_COST__S3_PUT_PER_1K="5.0")
-    extra = (5.0 - CostSettings().s3_put_per_1k) * thirty["files_written"] / 1000  # type: ignore[operator]
+    extra = (5.0 - 0.005) * (len(kept) + 2) / 1000  # a PUT per file at $5 instead of $0.005 per 1,000
     assert dear["usd"]["old_way"] - thirty["usd"]["old_way"] == pytest.approx(extra, abs=2e-10)  # type: ignore[index,operator]
 
     res = run_cli("cost", "-w", str(workspace), "in")  # the table: the three ways, every expiry
@@ -159,3 +165,157 @@ def test_a_source_without_a_manifest_is_not_guessed(workspace: Path) -> None:
     assert run_cli("run", "-w", str(workspace), "in/photo.jpg").returncode == 0
     bill = json.loads(run_cli("cost", "-w", str(workspace), "--json", "in").stdout)
     assert bill["sources"] == 1 and bill["missing"] == 1
+
+
+# -- figures by hand: the metering rules and each price term of config/cost.py, written out as numbers
+# Published prices (config/cost.py, CostSettings defaults): S3 Files cache $0.30/GB-month, small reads
+# $0.03/GB, writes $0.06/GB; S3 Standard $0.023/GB-month, GET $0.0004 and PUT $0.005 per 1,000; EFS
+# storage $0.30/GB-month, reads $0.03/GB, writes $0.06/GB; 1 month of storage; GB = 2**30 bytes.
+
+KIB = 1024
+
+
+def test_reads_are_metered_as_s3_files_meters_them() -> None:
+    """Below 128 KiB a read goes through the cache and is metered at least 32 KiB; from 128 KiB it is
+    direct (served from S3) and not metered there; a read of 0 bytes (end of file) is no request."""
+    from pipelines.mount import StorageIO
+
+    io = StorageIO()
+    for n in (1, 32 * KIB - 1, 32 * KIB, 32 * KIB + 1, 128 * KIB - 1, 128 * KIB, 3 * 1024 * KIB, 0):
+        io.read(n)
+    assert io.read_requests == 7
+    assert io.bytes_read_direct == 128 * KIB + 3 * 1024 * KIB and io.direct_read_requests == 2
+    assert io.bytes_read_cached == 1 + (32 * KIB - 1) + 32 * KIB + (32 * KIB + 1) + (128 * KIB - 1)
+    # the first three are metered 32 KiB each; the two above the minimum as what they read
+    assert io.bytes_read_cached_metered == 3 * 32 * KIB + (32 * KIB + 1) + (128 * KIB - 1)
+
+
+def test_a_jobs_ledger_and_bill_by_hand(workspace: Path) -> None:
+    """Two jobs of the gate pipeline (tests/gate_pipeline.py), read in 128 KiB blocks, with no lease:
+    a.txt, 2 x 128 KiB + 1,000 bytes, is two direct reads and one small read metered 32 KiB; b.txt,
+    50,000 bytes, one small read metered as itself.  Each writes two outputs (70 and 71 bytes) and its
+    manifest.  Every figure of the ledgers, their sum and the three ways' USD, worked out here."""
+    from gate_pipeline import gate_engine
+
+    from pipelines import cost
+
+    (workspace / "in").mkdir()
+    (workspace / "in/a.txt").write_bytes(b"a" * (2 * 128 * KIB + 1000))
+    (workspace / "in/b.txt").write_bytes(b"b" * 50_000)
+    engine = gate_engine(workspace, read_block_bytes=128 * KIB, lease={"enabled": False})
+    docs = {}
+    for name in ("a", "b"):
+        res = engine.process(f"in/{name}.txt")
+        assert res.status == "ok" and res.manifest, res
+        size = (workspace / res.manifest).stat().st_size  # the manifest, as written on disk
+        docs[name] = (json.loads((workspace / res.manifest).read_bytes()), size)
+    (a, ma), (b, mb) = docs["a"], docs["b"]
+    assert a["io"] == {
+        "bytes_read_direct": 2 * 128 * KIB,
+        "bytes_read_cached": 1000,
+        "bytes_read_cached_metered": 32 * KIB,  # 1,000 bytes read, metered at the 32 KiB minimum
+        "read_requests": 3,
+        "direct_read_requests": 2,
+        "bytes_written": 70 + 71 + ma,
+        "write_requests": 3,
+        "files_written": 3,
+        "tool_seeks": 0,
+        "sources": 1,
+        "source_bytes": 2 * 128 * KIB + 1000,
+        "cache_expiration_days": 30,
+        "bytes_stored": 70 + 71 + ma,
+    }
+    assert b["io"] == {
+        **a["io"],
+        "bytes_read_direct": 0,
+        "bytes_read_cached": 50_000,
+        "bytes_read_cached_metered": 50_000,  # over the minimum: metered as read
+        "read_requests": 1,
+        "direct_read_requests": 0,
+        "bytes_written": 70 + 71 + mb,
+        "source_bytes": 50_000,
+        "bytes_stored": 70 + 71 + mb,
+    }
+    kept_a, kept_b = 141 + ma, 141 + mb
+    assert a["usd"] == pytest.approx(
+        {
+            "mount_way": 32 * KIB / 2**30 * 0.03  # small reads
+            + kept_a / 2**30 * 0.06  # writes
+            + kept_a / 2**30 * 0.30 * 30 / 30  # kept in the cache 30 days
+            + 2 * 0.0004 / 1000  # a GET per direct read
+            + 3 * 0.005 / 1000  # a PUT per file exported
+            + kept_a / 2**30 * 0.023,  # a month in S3 Standard
+            "old_way": 1 * 0.0004 / 1000 + 3 * 0.005 / 1000 + kept_a / 2**30 * 0.023,
+            "efs": (2 * 128 * KIB + 1000) / 2**30 * 0.03
+            + kept_a / 2**30 * 0.06
+            + (2 * 128 * KIB + 1000 + kept_a) / 2**30 * 0.30,
+        },
+        rel=0,
+        abs=1e-10,  # the manifest's usd is rounded to 1e-10
+    )
+    # media-worker cost's sum and bill over both
+    bill = cost.bill(cost.total([a, b]), CostSettings(), 30)
+    sums = {k: bill[k] for k in ("bytes_read_cached_metered", "direct_read_requests", "files_written")}
+    assert sums == {
+        "bytes_read_cached_metered": 32 * KIB + 50_000,
+        "direct_read_requests": 2,
+        "files_written": 6,
+    }
+    assert bill["sources"] == 2 and bill["bytes_stored"] == kept_a + kept_b
+    for days in (1, 30):
+        assert bill["mount_way_usd_by_cache_days"][str(days)] == pytest.approx(
+            (32 * KIB + 50_000) / 2**30 * 0.03
+            + (kept_a + kept_b) / 2**30 * (0.06 + 0.30 * days / 30 + 0.023)
+            + 2 * 0.0004 / 1000
+            + 6 * 0.005 / 1000,
+            rel=0,
+            abs=1e-10,
+        )
+
+
+# A ledger with every figure set: 3 small reads (metered 3 x 32 KiB), 5 direct reads of 128 KiB, 1 GiB
+# written in 4 files, 0.5 GiB kept, 2 sources of 3 GiB in all.
+LEDGER = {
+    "bytes_read_cached": 3 * 1000,
+    "bytes_read_cached_metered": 3 * 32 * KIB,
+    "bytes_read_direct": 5 * 128 * KIB,
+    "direct_read_requests": 5,
+    "read_requests": 8,
+    "bytes_written": 2**30,
+    "files_written": 4,
+    "bytes_stored": 2**29,
+    "sources": 2,
+    "source_bytes": 3 * 2**30,
+}
+PRICES = [name for name in CostSettings.model_fields if name != "storage_months"]
+TERMS = [  # (price, cache days, storage months, mount way, old way, EFS): that price alone, by hand
+    ("s3files_small_read_gb", 30, 1, 3 * 32 * KIB / 2**30 * 0.03, 0, 0),
+    ("s3files_write_gb", 30, 1, 1 * 0.06, 0, 0),
+    ("s3files_cache_gb_month", 30, 1, 0.5 * 0.30 * 30 / 30, 0, 0),
+    ("s3files_cache_gb_month", 1, 1, 0.5 * 0.30 * 1 / 30, 0, 0),
+    ("s3_get_per_1k", 30, 1, 5 * 0.0004 / 1000, 2 * 0.0004 / 1000, 0),
+    ("s3_put_per_1k", 30, 1, 4 * 0.005 / 1000, 4 * 0.005 / 1000, 0),
+    ("s3_standard_gb_month", 30, 1, 0.5 * 0.023, 0.5 * 0.023, 0),
+    ("s3_standard_gb_month", 30, 2, 0.5 * 0.023 * 2, 0.5 * 0.023 * 2, 0),
+    ("efs_read_gb", 30, 1, 0, 0, (5 * 128 * KIB + 3 * 1000) / 2**30 * 0.03),
+    ("efs_write_gb", 30, 1, 0, 0, 1 * 0.06),
+    ("efs_storage_gb_month", 30, 1, 0, 0, (3 + 0.5) * 0.30),
+    ("efs_storage_gb_month", 30, 2, 0, 0, (3 + 0.5) * 0.30 * 2),
+]
+
+
+def test_every_price_has_its_term_checked() -> None:
+    assert sorted({t[0] for t in TERMS}) == sorted(PRICES)
+
+
+@pytest.mark.parametrize(("price", "days", "months", "mount_way", "old_way", "efs"), TERMS)
+def test_each_price_term_by_hand(
+    price: str, days: int, months: int, mount_way: float, old_way: float, efs: float
+) -> None:
+    """Every price but one set to 0: the bill is that one term, at its published price."""
+    from config.cost import usd
+
+    prices = CostSettings(storage_months=months, **{p: 0.0 for p in PRICES if p != price})
+    got = usd(LEDGER, prices, days)
+    assert got == pytest.approx({"mount_way": mount_way, "old_way": old_way, "efs": efs}, rel=0, abs=1e-10)
+    assert mount_way or old_way or efs  # the term is there to be seen

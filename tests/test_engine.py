@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 import threading
 import time
 from pathlib import Path
 
 from conftest import SAMPLES, failure_records, files_but_failure_records
+from gate_pipeline import gate_engine
 
 from config.settings import load_settings
 from pipelines.engine import Engine, SourceMeta
@@ -73,3 +75,25 @@ def test_manifest_identity_includes_event_version(workspace: Path) -> None:
     assert eng.process("in/logo.png", meta=SourceMeta(size=size, version_id="v1")).status == "skipped"
     # same bytes on the mount but the event names another S3 version: processed again
     assert eng.process("in/logo.png", meta=SourceMeta(size=size, version_id="v2")).status == "ok"
+
+
+def test_a_failed_rerun_leaves_no_manifest_of_the_earlier_version(workspace: Path) -> None:
+    """The source changed and its rerun fails after writing one output (at the path the first run's
+    output had): the earlier manifest is gone before anything is written, so no manifest is left naming
+    an output the failed job deleted; only the failure record, about the new version, remains."""
+    eng = gate_engine(workspace)
+    (workspace / "in").mkdir()
+    src = workspace / "in/a.txt"
+    src.write_text("first version\n")
+    first = eng.process("in/a.txt")
+    assert first.status == "ok" and first.manifest
+    src.write_text("FAIL: the second version\n")
+    rerun = eng.process("in/a.txt")
+    assert rerun.status == "failed" and rerun.error_kind == "bad_input", rerun
+    for path in workspace.rglob("*.json"):  # every manifest left names outputs that are there
+        doc = json.loads(path.read_bytes())
+        for out in doc["outputs"]:
+            assert (workspace / out["path"]).is_file(), f"{path.name} names the deleted {out['path']}"
+    assert not (workspace / first.manifest).exists()
+    record = failure_records(workspace)["in/a.txt"]
+    assert record["source"]["size"] == src.stat().st_size and record["error"] == rerun.error

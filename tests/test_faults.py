@@ -20,18 +20,45 @@ from typing import Any
 
 import pytest
 from avtools import make_media
-from conftest import REPO, SAMPLES, cli_env, failure_records, files_but_failure_records, json_lines, run_cli
+from conftest import (
+    REPO,
+    SAMPLES,
+    cannot_run,
+    cli_env,
+    failure_records,
+    files_but_failure_records,
+    json_lines,
+    need_root,
+    run_cli,
+)
 from PIL import Image
 
 
-def need_root() -> None:
-    if os.geteuid() != 0 or shutil.which("mount") is None:
-        pytest.skip("needs root to mount")
+def can_mount() -> None:
+    need_root("to mount")
+    if shutil.which("mount") is None:
+        cannot_run("needs mount(8) to mount")
+
+
+@pytest.mark.parametrize("ci", ["true", None])
+def test_a_root_test_that_cannot_run_fails_in_ci(monkeypatch: pytest.MonkeyPatch, ci: str | None) -> None:
+    """Not root: under CI=true the test fails, saying why (a CI run never passes on tests it left out);
+    elsewhere it is skipped with the reason."""
+    monkeypatch.setattr(os, "geteuid", lambda: 1000)
+    if ci is None:
+        monkeypatch.delenv("CI", raising=False)
+    else:
+        monkeypatch.setenv("CI", ci)
+    with pytest.raises(BaseException) as outcome:  # pytest's skip and fail are BaseExceptions
+        can_mount()
+    expected = pytest.fail.Exception if ci == "true" else pytest.skip.Exception
+    assert outcome.type is expected, outcome
+    assert "needs root to mount (uid 1000)" in str(outcome.value)
 
 
 @contextlib.contextmanager
 def tmpfs(path: Path, size: str) -> Iterator[Path]:
-    need_root()
+    can_mount()
     path.mkdir(exist_ok=True)
     subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)], check=True)
     try:
@@ -43,7 +70,7 @@ def tmpfs(path: Path, size: str) -> Iterator[Path]:
 @contextlib.contextmanager
 def read_only(path: Path) -> Iterator[Path]:
     """``path`` bind-mounted read-only onto itself (writes fail with EROFS)."""
-    need_root()
+    can_mount()
     subprocess.run(["mount", "--bind", str(path), str(path)], check=True)
     try:
         subprocess.run(["mount", "-o", "remount,bind,ro", str(path)], check=True)

@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import REPO, SAMPLES, cli_env, run_cli
+from conftest import REPO, SAMPLES, cli_env, need_root, run_cli
 from PIL import Image
 
 from handlers.local_invoke import LocalContext
@@ -117,8 +117,7 @@ def test_budget_spent_is_a_retryable_error(sample_ws: Path) -> None:
 @pytest.fixture
 def root_owned_ws() -> Iterator[Path]:
     """A workspace owned by root, mode 755, that another uid can read but not write."""
-    if os.geteuid() != 0:
-        pytest.skip("needs root to run the worker as another uid")
+    need_root("to run the worker as another uid")
     base = Path(tempfile.mkdtemp(prefix="mw-ro-"))
     os.chmod(base, 0o755)
     ws = base / "ws"

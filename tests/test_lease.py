@@ -3,6 +3,7 @@ set (``ok`` + ``skipped``), and a lease left by a SIGKILLed holder is taken over
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -11,11 +12,14 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from avtools import make_media
-from conftest import REPO, cli_env, json_lines
+from conftest import REPO, cli_env, failure_records, json_lines
+from gate_pipeline import FORK, entered, gate_engine, result_of, start_job
 from PIL import Image
 
 LEASE = "processed/_manifests/in/{name}.json.lease"
@@ -205,3 +209,136 @@ def test_the_verify_wait_is_only_paid_when_a_lease_was_there(
     with pytest.raises(Exception, match="took this source's lease over"):
         taker.check()
     taker.release()
+
+
+# -- the defences, with the gate pipeline (tests/gate_pipeline.py): jobs that last as long as the test says
+
+
+def until(cond: Callable[[], object], what: str, limit: float = 120) -> None:
+    """Wait for ``cond`` (polling); fail naming ``what`` if it is not met within ``limit`` seconds."""
+    end = time.monotonic() + limit
+    while not cond():
+        assert time.monotonic() < end, f"gave up waiting for {what}"
+        time.sleep(0.01)
+
+
+def lease_doc(path: Path) -> dict[str, Any]:
+    """The lease file's document (the holder truncates and rewrites it when it renews: read again)."""
+    docs: list[dict[str, Any]] = []
+
+    def parsed() -> bool:
+        with contextlib.suppress(OSError, ValueError):
+            docs.append(json.loads(path.read_bytes()))
+        return bool(docs)
+
+    until(parsed, f"a readable lease at {path}")
+    return docs[0]
+
+
+@pytest.fixture
+def gated(workspace: Path, tmp_path: Path) -> Iterator[tuple[Path, Path]]:
+    """A workspace with one source, in/a.txt, and the gate pipeline's folder (opened at the end)."""
+    (workspace / "in").mkdir()
+    (workspace / "in/a.txt").write_text("one two three\n")
+    gates = tmp_path / "gates"
+    gates.mkdir()
+    yield workspace, gates
+    (gates / "open").touch()  # a test that failed midway: no job stays parked on the gate
+
+
+def test_a_job_longer_than_the_lease_ttl_keeps_its_lease(gated: tuple[Path, Path], tmp_path: Path) -> None:
+    """The holder renews its lease while the job runs: a second worker that comes after the expiry the
+    lease was first written with finds it still held, is refused as busy and runs nothing; the first
+    commits.  (Without renewal the second takes the source over while the first is still at work.)"""
+    ws, gates = gated
+    settings = {"ttl_seconds": 5, "clock_skew_seconds": 0, "wait_seconds": 0}
+    engine = gate_engine(ws, gates, lease=settings)
+    first = start_job(engine, "in/a.txt", tmp_path / "first.json")
+    until(lambda: entered(gates) or first.exitcode is not None, "the first job to start")
+    assert entered(gates) == [first.pid]  # it holds the lease and waits on the gate
+    expires = lease_doc(ws / LEASE.format(name="a.txt"))["expires"]
+    until(lambda: time.time() > expires, "the lease's first expiry to pass", limit=60)
+    second = start_job(engine, "in/a.txt", tmp_path / "second.json")
+    until(lambda: second.exitcode is not None or len(entered(gates)) > 1, "the second worker's answer")
+    (gates / "open").touch()
+    a, b = result_of(first, tmp_path / "first.json"), result_of(second, tmp_path / "second.json")
+    assert entered(gates) == [first.pid], "a second job ran on a source whose holder was still at work"
+    assert b["status"] == "failed" and b["error_kind"] == "busy" and b["retryable"], b
+    assert a["status"] == "ok", a
+    doc = check_manifest(ws, "in/a.txt")
+    assert sorted(outputs(ws)) == sorted([o["path"] for o in doc["outputs"]] + [a["manifest"]])
+
+
+def test_a_holder_whose_lease_was_taken_over_commits_nothing(
+    gated: tuple[Path, Path], tmp_path: Path
+) -> None:
+    """The holder is frozen (SIGSTOP: a paused VM, a frozen Lambda) past its lease's expiry; a second
+    worker takes the source over, does the job and commits.  When the first resumes, its check at the
+    commit refuses: it fails as retryable, the manifest standing is the second's, byte for byte, and every
+    output it names is there (the first deletes nothing: those paths are the new holder's).  Without the
+    check the first commits too: two writers of one manifest."""
+    ws, gates = gated
+    settings = {"ttl_seconds": 2, "clock_skew_seconds": 0, "wait_seconds": 0}
+    first = start_job(gate_engine(ws, gates, lease=settings), "in/a.txt", tmp_path / "first.json")
+    try:
+        until(lambda: entered(gates) or first.exitcode is not None, "the first job to start")
+        assert entered(gates) == [first.pid]
+        os.kill(first.pid, signal.SIGSTOP)
+        _, status = os.waitpid(first.pid, os.WUNTRACED)
+        assert os.WIFSTOPPED(status)
+        (gates / "open").touch()  # for the second; the first is stopped
+        taker = gate_engine(ws, gates, lease={**settings, "wait_seconds": 120})  # waits for the expiry
+        second = start_job(taker, "in/a.txt", tmp_path / "second.json")
+        b = result_of(second, tmp_path / "second.json")
+        assert b["status"] == "ok", b
+        assert entered(gates) == sorted([first.pid, second.pid])
+        manifest = (ws / b["manifest"]).read_bytes()
+        committed = outputs(ws)
+    finally:
+        os.kill(first.pid, signal.SIGCONT)
+    a = result_of(first, tmp_path / "first.json")
+    assert a["status"] == "failed" and a["retryable"], a
+    assert "took this source's lease over" in a["error"], a
+    assert (ws / b["manifest"]).read_bytes() == manifest, "the first worker committed over the second"
+    check_manifest(ws, "in/a.txt")
+    assert outputs(ws) == committed
+    assert failure_records(ws) == {}  # the failure was not the first worker's to record
+    assert not (ws / LEASE.format(name="a.txt")).exists()
+
+
+def test_workers_released_at_one_instant_give_one_writer(workspace: Path, tmp_path: Path) -> None:
+    """Six processes released together by a barrier on one source, round after round: the exclusive
+    create of the lease (O_EXCL, pipelines/mount.py) lets exactly one run; the others are refused as
+    busy and write nothing, while the one is still at work (it waits on the gate until they are done)."""
+    (workspace / "in").mkdir()
+    for r in range(5):
+        one_race(workspace, tmp_path / f"round{r}", f"in/r{r}.txt", n=6)
+
+
+def one_race(ws: Path, folder: Path, rel: str, n: int) -> None:
+    gates = folder / "gates"
+    gates.mkdir(parents=True)
+    (ws / rel).write_text(f"{rel}\n")
+    engine = gate_engine(ws, gates, lease={"wait_seconds": 0})
+    barrier = FORK.Barrier(n)
+    outs = [folder / f"{i}.json" for i in range(n)]
+    procs = [start_job(engine, rel, out, barrier) for out in outs]
+    try:
+        # every worker has answered or is at work on the source (parked on the gate)
+        until(lambda: sum(p.exitcode is not None for p in procs) + len(entered(gates)) >= n,
+              f"{rel}: every worker to answer or start")  # fmt: skip
+        ran = entered(gates)
+    finally:
+        (gates / "open").touch()
+    results = [result_of(p, out) for p, out in zip(procs, outs, strict=True)]
+    assert len(ran) == 1, f"{rel}: {len(ran)} workers ran the job at once"
+    (winner,) = [res for p, res in zip(procs, results, strict=True) if p.pid == ran[0]]
+    assert winner["status"] == "ok", winner
+    for res in results:
+        if res is not winner:
+            assert res["status"] == "failed" and res["error_kind"] == "busy" and res["retryable"], res
+            assert res["outputs"] == [] and res["manifest"] is None
+    doc = check_manifest(ws, rel)
+    mine = [k for k in outputs(ws) if k.endswith((f"/{rel}.txt", f"/{rel}.json"))]
+    assert sorted(mine) == sorted([o["path"] for o in doc["outputs"]] + [winner["manifest"]])
+    assert not (ws / "processed/_manifests" / f"{rel}.json.lease").exists()
