@@ -20,22 +20,28 @@ import struct
 from collections.abc import Callable
 from typing import TypeVar, cast
 
-from PIL import Image, ImageCms, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageCms, ImageOps, UnidentifiedImageError, features
 
 from config.errors import BadInputError
 
 Box = tuple[int, int]
 
 # Formats we are willing to decode.  Deliberately short: no EPS (runs Ghostscript), no exotic
-# fuzz-prone plugins.  JPEG includes MPO; "HEIF" is pi-heif's plug-in (:func:`_register_heif`).
-_OPEN_FORMATS = ("JPEG", "PNG", "GIF", "WEBP", "TIFF", "BMP", "DIB", "ICO", "AVIF", "HEIF")
+# fuzz-prone plugins.  JPEG includes MPO; PNG includes APNG and AVIF its sequences (.avifs), as their
+# first frame; "HEIF" is pi-heif's plug-in (:func:`_register_heif`).  Each is known by its signature.
+_OPEN_FORMATS = ("JPEG", "PNG", "GIF", "WEBP", "TIFF", "BMP", "DIB", "ICO", "AVIF", "HEIF", "JPEG2000", "QOI")
+# Formats without a signature (a TGA header is a few plausible numbers): tried only for a source whose
+# suffix names them, so a corrupt file of another kind is not taken for one.
+_SUFFIX_FORMATS = {"tga": "TGA"}
 # their plug-ins (and the encoders', JPEG/PNG/WEBP), imported here rather than by Image.init(), which
 # imports all ~45 of Pillow's: with every format we open registered, Image.open never calls it.
 # Image.preinit() brings BMP, GIF, JPEG, PPM and PNG (and Image.open calls it anyway).
 Image.preinit()
-for _name in ("WebP", "Tiff", "Ico", "Avif"):
+for _name in ("WebP", "Tiff", "Ico", "Avif", "Jpeg2K", "Qoi", "Tga"):
     with contextlib.suppress(ImportError):  # a Pillow built without it (AVIF): that format stays closed
         importlib.import_module(f"PIL.{_name}ImagePlugin")
+if not features.check_codec("jpg_2000"):  # a Pillow built without OpenJPEG identifies JPEG 2000 but
+    Image.OPEN.pop("JPEG2000", None)  # cannot decode it: leave it unknown ("cannot identify")
 _JPEG_FORMATS = frozenset({"JPEG", "MPO"})
 _SWAPPED_ORIENTATIONS = frozenset({5, 6, 7, 8})  # transpose / rotate 90: displayed w, h = stored h, w
 _ORIENTATION_TAG = 0x0112
@@ -72,8 +78,10 @@ T = TypeVar("T")
 # --------------------------------------------------------------------------------------------- open
 
 
-def open_image(data: bytes, *, max_pixels: int) -> Image.Image:
+def open_image(data: bytes, *, max_pixels: int, suffix: str = "") -> Image.Image:
     """Identify ``data`` and read its header only; the first frame of animations and multi-page files.
+
+    ``suffix`` (the source's, lower case, no dot) lets formats without a signature (TGA) be tried.
 
     Raises ``BadInputError`` for unknown or corrupt data and when width * height > ``max_pixels``
     (checked before any pixel is decoded).  Pillow's own check still fires inside ``open`` for images
@@ -84,7 +92,8 @@ def open_image(data: bytes, *, max_pixels: int) -> Image.Image:
     # Pillow's own bomb check (an error above 2x this) must not cap a higher limit of ours
     Image.MAX_IMAGE_PIXELS = max(max_pixels, _PILLOW_MAX_PIXELS)
     _register_heif()
-    formats = [f for f in _OPEN_FORMATS if f in Image.OPEN]
+    named = _SUFFIX_FORMATS.get(suffix)
+    formats = [f for f in (*_OPEN_FORMATS, *([named] if named else [])) if f in Image.OPEN]
     try:
         im = Image.open(io.BytesIO(data), formats=formats)
     except UnidentifiedImageError as exc:
@@ -434,17 +443,19 @@ def render_thumbnails(
     webp_quality: int = 80,
     progressive: bool = True,
     background: tuple[int, int, int] = (255, 255, 255),
+    suffix: str = "",
 ) -> Rendered:
     """Every (size name, format) for one source, from a single decode.
 
-    Returns ``{(size_name, fmt): (encoded_bytes, (width, height))}``.
+    Returns ``{(size_name, fmt): (encoded_bytes, (width, height))}``.  ``suffix``: the source's, for
+    :func:`open_image`.
     """
     for fmt in formats:
         if fmt not in _FORMATS:
             raise ValueError(f"unsupported output format {fmt!r}; expected one of {sorted(_FORMATS)}")
     if not boxes or not formats:
         return Rendered()
-    im = open_image(data, max_pixels=max_pixels)
+    im = open_image(data, max_pixels=max_pixels, suffix=suffix)
     w, h = im.size
     displayed = (h, w) if _orientation(im) in _SWAPPED_ORIENTATIONS else (w, h)
     # The box whose fitted size is largest (not simply the largest box) bounds the decode size.
