@@ -43,7 +43,7 @@ class ThumbnailPipeline(Pipeline):
     """Image thumbnails with Pillow: EXIF orientation applied, sRGB, alpha handled, never upscaled."""
 
     name: ClassVar[str] = "thumbnails"
-    version: ClassVar[str] = "2"  # 2: manifests carry meta.thumbhash
+    version: ClassVar[str] = "3"  # 2: manifests carry meta.thumbhash; 3: transparency by contrast
     description: ClassVar[str] = (
         "Image and PDF first-page thumbnails (Pillow, pypdfium2): sizes x formats, one decode"
     )
@@ -87,9 +87,9 @@ class ThumbnailPipeline(Pipeline):
         else:
             rendered = render_image(data, job.settings, suffix=job.source.suffix)
         job.deadline.check("writing thumbnails")
-        placeholder = {"thumbhash": rendered.thumbhash} if rendered.thumbhash else {}
         for (size, fmt), (blob, (w, h)) in rendered.items():
-            job.write_output(self.name, size, blob, ext=MEDIA_TYPES[fmt][0], width=w, height=h, **placeholder)
+            meta = rendered.meta(fmt)
+            job.write_output(self.name, size, blob, ext=MEDIA_TYPES[fmt][0], width=w, height=h, **meta)
 
 
 def _pdf_thumbnails(job: Job, data: bytes) -> Rendered:
@@ -124,5 +124,6 @@ def render_image(data: bytes, settings: Settings, suffix: str = "") -> Rendered:
         webp_quality=t.webp_quality,
         progressive=t.progressive,
         background=t.background,
+        contrast_background=t.contrast_background if t.background_auto else None,
         suffix=suffix,
     )
