@@ -12,6 +12,7 @@ import re
 from collections.abc import Iterable
 from typing import Any
 
+import bracex
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from wcmatch import glob
 
@@ -19,6 +20,7 @@ GLOB_FLAGS = glob.GLOBSTAR | glob.IGNORECASE | glob.MATCHBASE | glob.DOTMATCH | 
 
 
 _SUFFIX_ONLY = re.compile(r"\*\.([A-Za-z0-9_+-]+)\Z")
+_NAMED_SUFFIX = re.compile(r"[^/]*\.([A-Za-z0-9_+-]+)\Z")  # a last path part ending in a literal .ext
 
 
 def glob_match(path: str, patterns: Iterable[str]) -> bool:
@@ -33,6 +35,18 @@ def glob_match(path: str, patterns: Iterable[str]) -> bool:
         if dot >= 0 and name[dot:] in suffixes:
             return True
     return matcher is not None and bool(matcher.match(path))
+
+
+def named_suffixes(pattern: str) -> list[str]:
+    """The lower-case suffixes every path ``pattern`` matches must end in, one per brace alternative
+    (``*.{jpg,png}``, ``raw/**/IMG_*.JPG``); alternatives whose suffix a glob leaves open (``scans/**``,
+    ``*.jp*``, ``*.[jp]pg``) name none."""
+    try:
+        alternatives = bracex.expand(pattern, keep_escapes=True)
+    except (ValueError, RuntimeError):  # over bracex's expansion limit: nothing to decide
+        return []
+    found = (_NAMED_SUFFIX.match(alt.rsplit("/", 1)[-1]) for alt in alternatives)
+    return list(dict.fromkeys(m[1].lower() for m in found if m))
 
 
 @functools.lru_cache(maxsize=512)

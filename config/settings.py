@@ -55,6 +55,16 @@ class ThumbnailSettings(Section):
     background: tuple[int, int, int] = Field(
         default=(255, 255, 255), description="RGB colour that alpha is flattened onto for JPEG."
     )
+    background_auto: bool = Field(
+        default=True,
+        description="For JPEG, when what is visible of an image would not show on `background` (white "
+        "text on transparency onto white), flatten onto `contrast_background` instead, and draw a fully "
+        "transparent image as a checkerboard; the manifest's meta.flatten_reason says which. Off: "
+        "always `background`.",
+    )
+    contrast_background: tuple[int, int, int] = Field(
+        default=(32, 32, 32), description="RGB colour for content too close to `background` (see above)."
+    )
 
     @field_validator("sizes")
     @classmethod

@@ -32,6 +32,7 @@ DEFAULT_INPUT_FORMATS = [
     "mpegts",
     "mpegtsraw",
     "mpeg",  # MPEG-PS / VOB
+    "mpegvideo",  # MPEG-1/2 video elementary stream (.m2v, some .mpg)
     "avi",
     "flv",
     "asf",

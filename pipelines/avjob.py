@@ -48,8 +48,13 @@ VIDEO_INPUTS = {
     "ts": "video/mp2t",
     "mts": "video/mp2t",
     "m2ts": "video/mp2t",
-    "mpg": "video/mpeg",
+    "mpg": "video/mpeg",  # MPEG-PS or an MPEG-1/2 elementary stream: the probe tells (mpeg / mpegvideo)
     "mpeg": "video/mpeg",
+    "m2v": "video/mpeg",  # MPEG-2 video elementary stream
+    "m1v": "video/mpeg",
+    "vob": "video/dvd",  # DVD: MPEG-PS
+    "3gp": "video/3gpp",  # phone video (H.263/MPEG-4/H.264 + AMR/AAC); mov demuxer
+    "3g2": "video/3gpp2",
     "flv": "video/x-flv",
 }
 AUDIO_INPUTS = {
@@ -64,6 +69,12 @@ AUDIO_INPUTS = {
     "aif": "audio/aiff",
     "aiff": "audio/aiff",
     "wma": "audio/x-ms-wma",
+    "mka": "audio/x-matroska",
+    "m4b": "audio/mp4",  # audiobook: MP4 audio with chapters
+    "amr": "audio/amr",  # voice notes (AMR-NB/WB)
+    "ac3": "audio/ac3",
+    "eac3": "audio/eac3",
+    "spx": "audio/ogg",  # Speex in Ogg (ffmpeg's native Speex decoder)
 }
 VIDEO_SUFFIXES = frozenset(VIDEO_INPUTS)
 HLG_NOMINAL_PEAK_NITS = 1000.0  # BT.2100's HLG reference display
@@ -269,7 +280,12 @@ def command(decode: Decode, branches: Sequence[Branch]) -> list[str]:
         tonemap=decode.tonemap,
         hdr_taps=sum(b.hdr_taps for b in branches),
     )
-    opts = ff.OutputOptions(threads=decode.threads, stereo=info.audio is not None and info.audio.channels > 2)
+    a = info.audio
+    opts = ff.OutputOptions(
+        threads=decode.threads,
+        stereo=a is not None and a.channels > 2,
+        channels=a.channels if a is not None and not a.layout_known else None,
+    )
     outputs = []
     for b in branches:
         mine, taps = taps[: b.video_taps], taps[b.video_taps :]

@@ -266,9 +266,11 @@ def group_pipelines(pipelines: Sequence[Pipeline]) -> list[tuple[Pipeline, list[
 def rules_in_force(settings: Settings, registry: Registry) -> list[Rule]:
     """The enabled rules (the configured ones, else the pipelines' own defaults), after the start-up
     checks that need the installed pipelines: each pipeline's options against its own model, and the
-    layout's recursion guard over the outputs every pipeline plans.  Raises ConfigError."""
+    layout's recursion guard over the outputs every pipeline plans, and that no rule sends a suffix to a
+    pipeline that does not take it.  Raises ConfigError."""
     registry.validate_options(settings)
     configured = settings.rules if settings.rules is not None else registry.default_rules()
+    registry.check_rules(configured)
     rules = [r for r in configured if r.enabled]
     settings.layout.check_against_rules(rules, settings.exclude, registry.planned_variants(settings))
     return rules

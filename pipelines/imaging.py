@@ -18,24 +18,31 @@ import io
 import re
 import struct
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import TypeVar, cast
 
-from PIL import Image, ImageCms, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageChops, ImageCms, ImageOps, ImageStat, UnidentifiedImageError, features
 
 from config.errors import BadInputError
 
 Box = tuple[int, int]
 
 # Formats we are willing to decode.  Deliberately short: no EPS (runs Ghostscript), no exotic
-# fuzz-prone plugins.  JPEG includes MPO; "HEIF" is pi-heif's plug-in (:func:`_register_heif`).
-_OPEN_FORMATS = ("JPEG", "PNG", "GIF", "WEBP", "TIFF", "BMP", "DIB", "ICO", "AVIF", "HEIF")
+# fuzz-prone plugins.  JPEG includes MPO; PNG includes APNG and AVIF its sequences (.avifs), as their
+# first frame; "HEIF" is pi-heif's plug-in (:func:`_register_heif`).  Each is known by its signature.
+_OPEN_FORMATS = ("JPEG", "PNG", "GIF", "WEBP", "TIFF", "BMP", "DIB", "ICO", "AVIF", "HEIF", "JPEG2000", "QOI")
+# Formats without a signature (a TGA header is a few plausible numbers): tried only for a source whose
+# suffix names them, so a corrupt file of another kind is not taken for one.
+_SUFFIX_FORMATS = {"tga": "TGA"}
 # their plug-ins (and the encoders', JPEG/PNG/WEBP), imported here rather than by Image.init(), which
 # imports all ~45 of Pillow's: with every format we open registered, Image.open never calls it.
 # Image.preinit() brings BMP, GIF, JPEG, PPM and PNG (and Image.open calls it anyway).
 Image.preinit()
-for _name in ("WebP", "Tiff", "Ico", "Avif"):
+for _name in ("WebP", "Tiff", "Ico", "Avif", "Jpeg2K", "Qoi", "Tga"):
     with contextlib.suppress(ImportError):  # a Pillow built without it (AVIF): that format stays closed
         importlib.import_module(f"PIL.{_name}ImagePlugin")
+if not features.check_codec("jpg_2000"):  # a Pillow built without OpenJPEG identifies JPEG 2000 but
+    Image.OPEN.pop("JPEG2000", None)  # cannot decode it: leave it unknown ("cannot identify")
 _JPEG_FORMATS = frozenset({"JPEG", "MPO"})
 _SWAPPED_ORIENTATIONS = frozenset({5, 6, 7, 8})  # transpose / rotate 90: displayed w, h = stored h, w
 _ORIENTATION_TAG = 0x0112
@@ -62,6 +69,7 @@ _EXIF_ERRORS: tuple[type[BaseException], ...] = (*_DECODE_ERRORS, KeyError, Type
 _RESAMPLE = Image.Resampling.BICUBIC
 _REDUCING_GAP = 3.0  # box-reduce first only beyond 3x the target: indistinguishable from a plain resample
 _FORMATS = {"jpeg": "JPEG", "webp": "WEBP", "png": "PNG"}
+_FLATTENED = frozenset({"jpeg"})  # output formats without alpha
 _PILLOW_MAX_PIXELS = Image.MAX_IMAGE_PIXELS or 89_478_485
 _SRGB = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB"))
 _BOMB_PIXELS = re.compile(r"\((\d+) pixels\)")
@@ -72,8 +80,10 @@ T = TypeVar("T")
 # --------------------------------------------------------------------------------------------- open
 
 
-def open_image(data: bytes, *, max_pixels: int) -> Image.Image:
+def open_image(data: bytes, *, max_pixels: int, suffix: str = "") -> Image.Image:
     """Identify ``data`` and read its header only; the first frame of animations and multi-page files.
+
+    ``suffix`` (the source's, lower case, no dot) lets formats without a signature (TGA) be tried.
 
     Raises ``BadInputError`` for unknown or corrupt data and when width * height > ``max_pixels``
     (checked before any pixel is decoded).  Pillow's own check still fires inside ``open`` for images
@@ -84,7 +94,8 @@ def open_image(data: bytes, *, max_pixels: int) -> Image.Image:
     # Pillow's own bomb check (an error above 2x this) must not cap a higher limit of ours
     Image.MAX_IMAGE_PIXELS = max(max_pixels, _PILLOW_MAX_PIXELS)
     _register_heif()
-    formats = [f for f in _OPEN_FORMATS if f in Image.OPEN]
+    named = _SUFFIX_FORMATS.get(suffix)
+    formats = [f for f in (*_OPEN_FORMATS, *([named] if named else [])) if f in Image.OPEN]
     try:
         im = Image.open(io.BytesIO(data), formats=formats)
     except UnidentifiedImageError as exc:
@@ -374,11 +385,12 @@ def encode(
     *,
     quality: int,
     progressive: bool = True,
-    background: tuple[int, int, int] = (255, 255, 255),
+    background: tuple[int, int, int] | None = (255, 255, 255),
 ) -> bytes:
     """Encode as 'jpeg', 'webp' or 'png' (``quality`` unused); embeds ``im.info['icc_profile']``, never EXIF.
 
-    JPEG has no alpha: transparent pixels are flattened onto ``background``.  WebP and PNG keep alpha.
+    JPEG has no alpha: transparent pixels are flattened onto ``background`` (None: a checkerboard, see
+    :func:`choose_background`).  WebP and PNG keep alpha.
     ``optimize`` is off: progressive output gets optimized Huffman tables anyway, and for baseline
     output it measured 2-2.5x the encode time for 1-3 % fewer bytes.
     """
@@ -409,16 +421,87 @@ def _has_alpha(im: Image.Image) -> bool:
     return "A" in im.getbands() or "a" in im.getbands() or im.has_transparency_data
 
 
-def _flatten(im: Image.Image, background: tuple[int, int, int]) -> Image.Image:
-    """RGB or L image with any transparency composited onto ``background``."""
+def _flatten(im: Image.Image, background: tuple[int, int, int] | None) -> Image.Image:
+    """RGB or L image with any transparency composited onto ``background`` (None: a checkerboard)."""
     if im.mode in ("RGB", "L") and not im.has_transparency_data:
         return im
     if not _has_alpha(im):
         return im.convert("RGB")
     rgba = im if im.mode == "RGBA" else im.convert("RGBA")
-    flat = Image.new("RGB", rgba.size, background)
+    flat = _checkerboard(rgba.size) if background is None else Image.new("RGB", rgba.size, background)
     flat.paste(rgba, (0, 0), rgba)
     return flat
+
+
+# -------------------------------------------------------------------------------------- transparency
+
+CHECKERBOARD = "checkerboard"
+_CHECKS = ((255, 255, 255), (204, 204, 204))  # white and light grey, as image editors show transparency
+_MIN_CONTENT_CONTRAST = 32.0  # luma levels (of 255) the visible content must differ from the background
+
+
+def _checkerboard(size: Box) -> Image.Image:
+    """White and light grey squares, 8 along the short side (at least 4 px): how transparency is shown."""
+    w, h = size
+    cell = max(4, min(w, h) // 8)
+    tile = Image.new("RGB", (2 * cell, 2 * cell), _CHECKS[0])
+    tile.paste(_CHECKS[1], (cell, 0, 2 * cell, cell))
+    tile.paste(_CHECKS[1], (0, cell, cell, 2 * cell))
+    board = Image.new("RGB", size)
+    for y in range(0, h, 2 * cell):
+        for x in range(0, w, 2 * cell):
+            board.paste(tile, (x, y))
+    return board
+
+
+@dataclass(frozen=True)
+class Background:
+    """What an image's transparency is flattened onto for outputs without alpha (JPEG), and why:
+    ``configured`` (``thumbnails.background``), ``low_contrast`` (the content would not show on it:
+    ``thumbnails.contrast_background`` instead) or ``all_transparent`` (nothing is visible: a
+    checkerboard, the usual picture of transparency, instead of a blank square)."""
+
+    colour: tuple[int, int, int] | None  # None: the checkerboard
+    reason: str
+
+    def meta(self) -> dict[str, str]:
+        """What the manifest says of a flattened output."""
+        onto = CHECKERBOARD if self.colour is None else "#{:02x}{:02x}{:02x}".format(*self.colour)
+        return {"flattened_onto": onto, "flatten_reason": self.reason}
+
+
+def choose_background(
+    im: Image.Image, background: tuple[int, int, int], contrast: tuple[int, int, int] | None
+) -> Background | None:
+    """Where ``im``'s transparency goes when flattened; None if it has none.
+
+    ``contrast`` None: always ``background`` (a fully transparent image is still reported as such).
+    Otherwise the content's contrast against a colour is the
+    alpha-weighted mean difference in luma between the visible pixels and that colour; below 32 (of 255:
+    white text on a white background) ``contrast`` is used if the content stands out more on it, and a
+    fully transparent image is drawn as a checkerboard.  Decided once per source (on its smallest size)
+    so that every size and format agrees.
+    """
+    if not _has_alpha(im):
+        return None
+    rgba = im if im.mode == "RGBA" else im.convert("RGBA")
+    alpha = rgba.getchannel("A")
+    weight = ImageStat.Stat(alpha).sum[0]
+    if weight == 0:
+        return Background(background if contrast is None else None, "all_transparent")
+    if contrast is None:
+        return Background(background, "configured")
+    luma = rgba.convert("RGB").convert("L")
+
+    def stands_out(colour: tuple[int, int, int]) -> float:
+        level = round(colour[0] * 0.299 + colour[1] * 0.587 + colour[2] * 0.114)
+        diff = ImageChops.difference(luma, Image.new("L", luma.size, level))
+        return ImageStat.Stat(ImageChops.multiply(diff, alpha)).sum[0] * 255 / weight
+
+    on_background = stands_out(background)
+    if on_background < _MIN_CONTENT_CONTRAST and stands_out(contrast) > on_background:
+        return Background(contrast, "low_contrast")
+    return Background(background, "configured")
 
 
 # ------------------------------------------------------------------------------------------ pipeline
@@ -434,17 +517,20 @@ def render_thumbnails(
     webp_quality: int = 80,
     progressive: bool = True,
     background: tuple[int, int, int] = (255, 255, 255),
+    contrast_background: tuple[int, int, int] | None = None,
+    suffix: str = "",
 ) -> Rendered:
     """Every (size name, format) for one source, from a single decode.
 
-    Returns ``{(size_name, fmt): (encoded_bytes, (width, height))}``.
+    Returns ``{(size_name, fmt): (encoded_bytes, (width, height))}``.  ``contrast_background``: see
+    :func:`choose_background`; ``suffix``: the source's, for :func:`open_image`.
     """
     for fmt in formats:
         if fmt not in _FORMATS:
             raise ValueError(f"unsupported output format {fmt!r}; expected one of {sorted(_FORMATS)}")
     if not boxes or not formats:
         return Rendered()
-    im = open_image(data, max_pixels=max_pixels)
+    im = open_image(data, max_pixels=max_pixels, suffix=suffix)
     w, h = im.size
     displayed = (h, w) if _orientation(im) in _SWAPPED_ORIENTATIONS else (w, h)
     # The box whose fitted size is largest (not simply the largest box) bounds the decode size.
@@ -452,7 +538,12 @@ def render_thumbnails(
     loaded = load_for_box(im, biggest, max_pixels=max_pixels)
     quality = {"jpeg": jpeg_quality, "webp": webp_quality, "png": 0}
     return encode_sizes(
-        fit_sizes(loaded, boxes), formats, quality=quality, progressive=progressive, background=background
+        fit_sizes(loaded, boxes),
+        formats,
+        quality=quality,
+        progressive=progressive,
+        background=background,
+        contrast_background=contrast_background,
     )
 
 
@@ -463,30 +554,48 @@ def encode_sizes(
     quality: dict[str, int],
     progressive: bool,
     background: tuple[int, int, int],
+    contrast_background: tuple[int, int, int] | None = None,
 ) -> Rendered:
     """Encode every fitted size in every format: {(size name, format): (bytes, (w, h))}, and the set's
-    ThumbHash (:attr:`Rendered.thumbhash`) from its smallest size, already in memory."""
+    ThumbHash (:attr:`Rendered.thumbhash`) and flattening (:attr:`Rendered.background`) from its
+    smallest size, already in memory."""
     from pipelines.placeholder import thumbhash
 
+    smallest = min(sized.values(), key=lambda im: im.size[0] * im.size[1]) if sized else None
+    chosen = choose_background(smallest, background, contrast_background) if smallest else None
+    onto = chosen.colour if chosen else background
     out = Rendered(
         {
             (name, fmt): (
-                encode(img, fmt, quality=quality[fmt], progressive=progressive, background=background),
+                encode(img, fmt, quality=quality[fmt], progressive=progressive, background=onto),
                 img.size,
             )
             for name, img in sized.items()
             for fmt in formats
         }
     )
-    if sized:
-        out.thumbhash = thumbhash(min(sized.values(), key=lambda im: im.size[0] * im.size[1]))
+    if smallest is not None:
+        out.thumbhash = thumbhash(smallest)
+    out.background = chosen
     return out
 
 
 class Rendered(dict[tuple[str, str], tuple[bytes, Box]]):
-    """Encoded renditions by (size name, format), with the set's placeholder."""
+    """Encoded renditions by (size name, format), with the set's placeholder and flattening."""
 
     thumbhash: str | None = None
+    background: Background | None = None  # None: the image has no transparency
+
+    def meta(self, fmt: str) -> dict[str, object]:
+        """What the manifest says of the outputs in ``fmt`` beyond their size: the placeholder, how
+        transparency was flattened (formats without alpha), whether the image is all transparent."""
+        out: dict[str, object] = {"thumbhash": self.thumbhash} if self.thumbhash else {}
+        bg = self.background
+        if bg is not None and fmt in _FLATTENED:
+            out.update(bg.meta())
+        elif bg is not None and bg.reason == "all_transparent":
+            out["all_transparent"] = True
+        return out
 
 
 def _area(size: Box) -> int:

@@ -26,20 +26,8 @@ from config.logs import get_logger
 from config.ocr import OUTPUTS
 from config.settings import Settings
 from pipelines.spec import Job, Pipeline, PlannedOutput, SourceInfo
+from pipelines.thumbnails import IMAGE_INPUTS  # one list of the images we decode
 
-IMAGE_INPUTS = {
-    "png": "image/png",
-    "jpg": "image/jpeg",
-    "jpeg": "image/jpeg",
-    "jpe": "image/jpeg",
-    "tif": "image/tiff",
-    "tiff": "image/tiff",
-    "bmp": "image/bmp",
-    "webp": "image/webp",
-    "gif": "image/gif",
-    "heic": "image/heic",  # a phone's photo of a document (decoded by pi-heif)
-    "heif": "image/heif",
-}
 PDF_INPUTS = {"pdf": "application/pdf"}
 PDF_SUFFIXES = frozenset(PDF_INPUTS)
 if TYPE_CHECKING:
@@ -331,6 +319,7 @@ def _run_image(job: Job, data: bytes) -> list[PageOut]:
         max_pixels=job.settings.limits.max_image_pixels,
         max_pages=s.max_pages,
         max_page_pixels=s.max_page_pixels,
+        suffix=job.source.suffix,
     )
 
     def pages() -> Iterator[PageImage]:
@@ -347,13 +336,13 @@ def _run_image(job: Job, data: bytes) -> list[PageOut]:
 
 
 def _image_pages(
-    data: bytes, *, max_pixels: int, max_pages: int, max_page_pixels: int
+    data: bytes, *, max_pixels: int, max_pages: int, max_page_pixels: int, suffix: str = ""
 ) -> tuple[int, Iterator[PageImage]]:
     """The page count (every page of a multi-page TIFF; other formats: the first frame) and the pages,
     decoded one at a time as mode 1, L or RGB."""
     from pipelines.imaging import open_image
 
-    im = open_image(data, max_pixels=min(max_pixels, max_page_pixels))
+    im = open_image(data, max_pixels=min(max_pixels, max_page_pixels), suffix=suffix)
     n = getattr(im, "n_frames", 1) if im.format == "TIFF" else 1  # GIF/WebP frames are animation, not pages
     if n > max_pages:
         raise BadInputError(f"the image has {n} pages, over ocr.max_pages = {max_pages}")

@@ -15,7 +15,7 @@ from pydantic import ValidationError
 
 from config.errors import ConfigError, MediaWorkerError, MissingDependencyError
 from config.logs import get_logger
-from config.rules import Rule
+from config.rules import Rule, named_suffixes
 from config.settings import Settings, format_validation_error
 from pipelines.spec import Pipeline, SourceInfo
 
@@ -60,6 +60,25 @@ class Registry:
             if routed:
                 rules.append(Rule(include=[f"*.{s}" for s in routed], pipelines=[name]))
         return rules
+
+    def check_rules(self, rules: Sequence[Rule], where: str = "rules") -> None:
+        """ConfigError if a rule sends a suffix to an installed pipeline that does not declare it in its
+        ``inputs`` (every such file would come back skipped): e.g. ``*.mp3`` to ``thumbnails``.  Only
+        globs whose suffix is decided (``*.ext``, ``**/*.{a,b}``) are checked; ``scans/**`` is not, nor a
+        pipeline that declares no inputs (it takes any file)."""
+        for i, rule in enumerate(rules):
+            for name in rule.pipelines if rule.enabled else ():
+                p = self.pipelines.get(name)
+                if p is None or not p.inputs:
+                    continue
+                for pattern in rule.include:
+                    refused = [s for s in named_suffixes(pattern) if s not in p.inputs]
+                    if refused:
+                        takes = " ".join(f".{s}" for s in sorted(p.inputs))
+                        raise ConfigError(
+                            f"{where}.{i}.include: {pattern!r} sends .{refused[0]} files to pipeline "
+                            f"{name!r}, which does not take them (it takes {takes})"
+                        )
 
     def planned_variants(self, settings: Settings) -> dict[str, list[tuple[str, str]]]:
         """(variant, extension) pairs each pipeline can write, from its own ``plan()`` over every input

@@ -26,6 +26,13 @@ IMAGE_INPUTS = {
     "heif": "image/heif",
     "mpo": "image/mpo",
     "ico": "image/vnd.microsoft.icon",
+    "hif": "image/heif",  # camera HEIF (Canon, Fujifilm): pi-heif
+    "avifs": "image/avif",  # AVIF sequence: the first frame
+    "apng": "image/apng",  # animated PNG: the first frame
+    "jp2": "image/jp2",  # JPEG 2000 (OpenJPEG, inside Pillow)
+    "j2k": "image/jp2",  # JPEG 2000 codestream
+    "tga": "image/x-tga",
+    "qoi": "image/qoi",
 }
 DOCUMENT_INPUTS = {"pdf": "application/pdf"}  # first page, rendered by pypdfium2 (see pipelines.pdf)
 DOCUMENT_SUFFIXES = frozenset(DOCUMENT_INPUTS)
@@ -36,7 +43,7 @@ class ThumbnailPipeline(Pipeline):
     """Image thumbnails with Pillow: EXIF orientation applied, sRGB, alpha handled, never upscaled."""
 
     name: ClassVar[str] = "thumbnails"
-    version: ClassVar[str] = "2"  # 2: manifests carry meta.thumbhash
+    version: ClassVar[str] = "3"  # 2: manifests carry meta.thumbhash; 3: transparency by contrast
     description: ClassVar[str] = (
         "Image and PDF first-page thumbnails (Pillow, pypdfium2): sizes x formats, one decode"
     )
@@ -78,11 +85,11 @@ class ThumbnailPipeline(Pipeline):
         if job.source.suffix in DOCUMENT_SUFFIXES:
             rendered = _pdf_thumbnails(job, data)
         else:
-            rendered = render_image(data, job.settings)
+            rendered = render_image(data, job.settings, suffix=job.source.suffix)
         job.deadline.check("writing thumbnails")
-        placeholder = {"thumbhash": rendered.thumbhash} if rendered.thumbhash else {}
         for (size, fmt), (blob, (w, h)) in rendered.items():
-            job.write_output(self.name, size, blob, ext=MEDIA_TYPES[fmt][0], width=w, height=h, **placeholder)
+            meta = rendered.meta(fmt)
+            job.write_output(self.name, size, blob, ext=MEDIA_TYPES[fmt][0], width=w, height=h, **meta)
 
 
 def _pdf_thumbnails(job: Job, data: bytes) -> Rendered:
@@ -102,8 +109,9 @@ def _pdf_thumbnails(job: Job, data: bytes) -> Rendered:
     )
 
 
-def render_image(data: bytes, settings: Settings) -> Rendered:
-    """Every configured thumbnail size and format of an encoded image (also used for video posters)."""
+def render_image(data: bytes, settings: Settings, suffix: str = "") -> Rendered:
+    """Every configured thumbnail size and format of an encoded image (also used for video posters);
+    ``suffix``: the source's (formats without a signature are tried only for theirs)."""
     from pipelines.imaging import render_thumbnails  # Pillow is imported only when a job needs it
 
     t = settings.thumbnails
@@ -116,4 +124,6 @@ def render_image(data: bytes, settings: Settings) -> Rendered:
         webp_quality=t.webp_quality,
         progressive=t.progressive,
         background=t.background,
+        contrast_background=t.contrast_background if t.background_auto else None,
+        suffix=suffix,
     )

@@ -141,3 +141,41 @@ def vtt_cues(text: str) -> list[tuple[float, float, str]]:
             end = g[4] * 3600 + g[5] * 60 + g[6] + g[7] / 1000
             cues.append((start, end, lines[i + 1]))
     return cues
+
+
+def _ogg_crc(data: bytes) -> int:
+    """Ogg's page checksum: CRC-32, polynomial 0x04C11DB7, not reflected, initial value 0."""
+    crc = 0
+    for byte in data:
+        crc ^= byte << 24
+        for _ in range(8):
+            crc = ((crc << 1) ^ 0x04C11DB7 if crc & 0x80000000 else crc << 1) & 0xFFFFFFFF
+    return crc
+
+
+def _ogg_page(packets: list[bytes], granule: int, seq: int, flags: int) -> bytes:
+    lacing = []
+    for p in packets:
+        lacing += [255] * (len(p) // 255) + [len(p) % 255]
+    head = struct.pack("<4sBBqIIIB", b"OggS", 0, flags, granule, 0x5EED, seq, 0, len(lacing)) + bytes(lacing)
+    body = b"".join(packets)
+    return head[:22] + struct.pack("<I", _ogg_crc(head + body)) + head[26:] + body
+
+
+def speex_ogg(path: Path, seconds: float = 3.0) -> Path:
+    """An Ogg Speex file (.spx): narrowband, 8 kHz mono, one 20 ms frame per packet.  The shipped ffmpeg
+    decodes Speex but has no Speex encoder, so this writes the stream itself: the 80-byte Speex header,
+    a comment header and null-mode frames (the 5 bits '0 0000': silence), as the Speex spec lays out."""
+    header = struct.pack("<8s20s13i", b"Speex   ", b"1.2.1", 1, 80, 8000, 0, 4, 1, -1, 160, 0, 1, 0, 0, 0)
+    vendor = b"media-worker tests"
+    comments = struct.pack("<I", len(vendor)) + vendor + struct.pack("<I", 0)
+    frames = round(seconds * 50)
+    out = _ogg_page([header], 0, 0, 0x02) + _ogg_page([comments], 0, 1, 0)
+    done, seq = 0, 2
+    while done < frames:
+        n = min(50, frames - done)
+        done += n
+        out += _ogg_page([b"\x00"] * n, done * 160, seq, 0x04 if done == frames else 0)
+        seq += 1
+    path.write_bytes(out)
+    return path

@@ -299,6 +299,9 @@ class OutputOptions:
 
     threads: int = 0  # 0: ffmpeg's default
     stereo: bool = False  # the source has more than two channels: audio outputs are downmixed
+    # the decoded audio has a channel count but no layout (Speex), which the AAC encoder refuses: the
+    # outputs get that count (-ac), with the default layout for it
+    channels: int | None = None
 
     def common(self) -> dict[str, Any]:
         """Options of every output: no metadata or chapters copied, the thread limit."""
@@ -309,7 +312,9 @@ class OutputOptions:
 
     def audio(self) -> dict[str, Any]:
         """Options of every encoded audio stream."""
-        return {"ac": 2} if self.stereo else {}
+        if self.stereo:
+            return {"ac": 2}
+        return {"ac": self.channels} if self.channels else {}
 
 
 def _url(path: Path) -> str:

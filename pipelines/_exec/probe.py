@@ -82,6 +82,7 @@ class AudioStream:
     codec: str
     channels: int
     sample_rate: int
+    layout_known: bool = True  # False: the decoder names no channel layout (Speex), just a count
 
 
 @dataclass(frozen=True)
@@ -194,7 +195,9 @@ def _probe(path: Path, allowed_demuxers: Sequence[str], probe_bytes: int, rotati
                 channels = getattr(cc, "channels", 0) or getattr(
                     getattr(cc, "layout", None), "nb_channels", 0
                 )
-                audio = AudioStream(s.index, cc.name, int(channels or 2), int(cc.sample_rate or 0))
+                audio = AudioStream(
+                    s.index, cc.name, int(channels or 2), int(cc.sample_rate or 0), _layout_known(cc)
+                )
         return MediaInfo(
             demuxer=demuxer,
             format_names=fmt,
@@ -204,6 +207,12 @@ def _probe(path: Path, allowed_demuxers: Sequence[str], probe_bytes: int, rotati
             audio=audio,
             size=size,
         )
+
+
+def _layout_known(cc: Any) -> bool:
+    """Whether the decoder gives a channel layout (an unspecified order lists its channels as NONE)."""
+    channels = getattr(getattr(cc, "layout", None), "channels", ())
+    return bool(channels) and all(getattr(ch, "name", "NONE") not in ("NONE", "UNKNOWN") for ch in channels)
 
 
 def _video(container: object, s: object, with_rotation: bool) -> VideoStream:
