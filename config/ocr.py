@@ -66,8 +66,9 @@ class OcrSettings(Section):
     max_page_pixels: int = Field(
         default=60_000_000,
         ge=1,
-        description="Largest page image OCR'd (width*height; a PDF page at the configured dpi); "
-        "a bigger one fails.",
+        description="Largest page image OCR'd (width*height; a PDF page at the configured dpi).  A PDF "
+        "page over it is left out (named in the manifest's left_out and by a marker in the text), the "
+        "other pages are read; an image, or a PDF whose every page is over it, fails.",
     )
     page_timeout_seconds: float = Field(
         default=180, gt=0, description="Longest tesseract may spend on one page; longer fails the file."

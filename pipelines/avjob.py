@@ -27,6 +27,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 
 from config.errors import BadInputError, MissingDependencyError
 from config.logs import get_logger
@@ -163,7 +164,7 @@ class FfmpegPipeline(Pipeline):
     """Base of the ffmpeg pipelines: they run together, sharing one probe and one decode."""
 
     def check(self, settings: Settings) -> None:
-        ff.locate(settings.transcode.ffmpeg_binary)
+        ff.decodable_codecs(ff.locate(settings.transcode.ffmpeg_binary))  # asked here: cached with the rest
         pyav_version()
 
     def tool_versions(self) -> dict[str, str]:
@@ -173,6 +174,9 @@ class FfmpegPipeline(Pipeline):
         with contextlib.suppress(MissingDependencyError):
             versions["pyav"] = pyav_version()
         return versions
+
+    # the kinds of stream its outputs take: a stream of one of them left out is named in its manifest
+    stream_types: ClassVar[frozenset[str]] = frozenset({"video", "audio"})
 
     @abstractmethod
     def decodes_whole_source(self, settings: Settings) -> bool:
@@ -214,9 +218,12 @@ def run_group(job: Job, pipelines: Sequence[FfmpegPipeline]) -> None:
         probe_bytes=t.probe_bytes,
         rotation=whole,
         io=job.io if on_mount else None,
+        decodable=ff.decodable_codecs(tool),
     )
     avplan.check_limits(info, t)
     if info.video is None and info.audio is None:
+        if info.left_out:  # e.g. an audio-only file in a codec ffmpeg cannot decode
+            raise BadInputError(f"no stream can be decoded: {'; '.join(map(str, info.left_out))}")
         raise BadInputError("no audio or video stream")
 
     decode = Decode(
@@ -229,7 +236,16 @@ def run_group(job: Job, pipelines: Sequence[FfmpegPipeline]) -> None:
         t.threads,
         tonemap_for(info, t),
     )
-    branches = [b for p in pipelines if (b := p.branch(job, decode)) is not None]
+    branches = []
+    for p in pipelines:
+        if (b := p.branch(job, decode)) is None:
+            continue
+        branches.append(b)
+        for stream in info.left_out:  # not mapped into the command: the outputs are made without it
+            if stream.type in p.stream_types:
+                job.leave_out(
+                    p.name, stream.reason, stream=stream.index, type=stream.type, codec=stream.codec
+                )
     if not branches:
         return  # e.g. video_thumbnails alone on an audio-only file: nothing to make
     branches.sort(key=lambda b: b.frame_rate is None)  # ffmpeg counts its first video output's frames

@@ -74,6 +74,7 @@ class _Job:
     tool_written: list[tuple[str, PlannedOutput, str]] = field(
         default_factory=list
     )  # (pipeline, planned, rel)
+    left_out: list[dict[str, Any]] = field(default_factory=list)  # parts of the source left out
     bytes_read: int = 0
     progress: ProgressCallback | None = None
     _data: bytes | None = None
@@ -127,6 +128,12 @@ class _Job:
         rec = self.written[-1]
         rec.size, rec.sha256 = out.size, out.sha256
         return rec
+
+    def leave_out(self, pipeline: str, reason: str, **where: Any) -> None:
+        entry = {"pipeline": pipeline, **where, "reason": reason}
+        if entry not in self.left_out:  # pipelines of one group may each find the same stream
+            self.left_out.append(entry)
+            log.info("%s: %s left out %s: %s", self.source.relpath, pipeline, where, reason)
 
     def output_path(self, pipeline: str, variant: str, *, ext: str | None = None) -> Path:
         rel, planned = self._target(pipeline, variant, ext)
@@ -549,6 +556,7 @@ class Engine:
             config_hash=config_hash,
             pipelines=[p.name for p in accepted],
             outputs=job.written,
+            left_out=job.left_out,
             tools=tools,
             timings=timings,
         )

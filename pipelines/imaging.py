@@ -62,6 +62,11 @@ _DECODE_ERRORS: tuple[type[BaseException], ...] = (
     Image.DecompressionBombError,
     Image.DecompressionBombWarning,
 )
+# Decoders outside Pillow that report what they found in the input as a plain RuntimeError: pi-heif
+# raises libheif's errors that it has no closer type for so ("Memory allocation error: Security limit
+# exceeded: Image size 40000x40000 exceeds the maximum image size", a grid declaring more pixels than
+# its header).  Only a RuntimeError raised from their own code is the input's fault.
+_DECODER_MODULES = ("pi_heif", "pillow_heif")
 # Broken EXIF blocks: ignored (orientation 1), the pixels are still fine.
 _EXIF_ERRORS: tuple[type[BaseException], ...] = (*_DECODE_ERRORS, KeyError, TypeError)
 
@@ -157,7 +162,7 @@ def _px(n: int) -> str:
 
 def _describe(exc: BaseException) -> str:
     """Short reason for a decode failure, e.g. 'truncated image data'."""
-    text = str(exc)
+    text = str(exc).strip()
     if isinstance(exc, MemoryError):
         return "out of memory while decoding"
     if isinstance(exc, Image.DecompressionBombWarning | Image.DecompressionBombError):
@@ -173,6 +178,20 @@ def _decoding(what: str, func: Callable[[], T]) -> T:
         return func()
     except _DECODE_ERRORS as exc:
         raise BadInputError(f"cannot {what}: {_describe(exc)}", detail=repr(exc)) from exc
+    except RuntimeError as exc:
+        if not _raised_by_decoder(exc):
+            raise
+        raise BadInputError(f"cannot {what}: {_describe(exc)}", detail=repr(exc)) from exc
+
+
+def _raised_by_decoder(exc: BaseException) -> bool:
+    """True when the innermost Python frame of ``exc`` is in a decoder plug-in (:data:`_DECODER_MODULES`):
+    the error comes from its C library reading the input, not from our code."""
+    tb, module = exc.__traceback__, ""
+    while tb is not None:
+        module = str(tb.tb_frame.f_globals.get("__name__", ""))
+        tb = tb.tb_next
+    return module.split(".")[0] in _DECODER_MODULES
 
 
 # --------------------------------------------------------------------------------------------- load

@@ -28,6 +28,7 @@ def build(
     config_hash: str,
     pipelines: list[str],
     outputs: list[OutputRecord],
+    left_out: list[dict[str, Any]] | None = None,
     tools: dict[str, str],
     timings: dict[str, float],
 ) -> dict[str, Any]:
@@ -44,6 +45,9 @@ def build(
         "config_hash": config_hash,
         "pipelines": pipelines,
         "outputs": [asdict(o) for o in outputs],
+        # parts of the source the outputs do not cover, and why: {"pipeline", where (e.g. "page": 3,
+        # or "stream": 1, "type": "audio", "codec": "ac4"), "reason"}
+        "left_out": list(left_out or []),
         "tools": {"python": platform.python_version(), **tools},
         "timings": {k: round(v, 4) for k, v in timings.items()},
         "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),

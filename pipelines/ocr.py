@@ -58,7 +58,7 @@ class PageOut:
     """One page of the result."""
 
     number: int  # 1-based
-    method: Literal["text-layer", "ocr"]
+    method: Literal["text-layer", "ocr", "left-out"]  # left-out: over a limit or unrenderable, see warnings
     text: str
     words: list[dict[str, Any]]
     width: float
@@ -146,11 +146,13 @@ class OcrPipeline(Pipeline):
 
     def _write(self, job: Job, pages: list[PageOut], data: bytes) -> None:
         s = job.settings.ocr
-        meta = {
+        meta: dict[str, Any] = {
             "pages": len(pages),
             "ocr_pages": sum(p.method == "ocr" for p in pages),
             "text_layer_pages": sum(p.method == "text-layer" for p in pages),
         }
+        if left_out := [p.number for p in pages if p.method == "left-out"]:
+            meta["left_out_pages"] = left_out
         if "txt" in s.outputs:
             job.write_output(self.name, "text", document_text(pages).encode("utf-8"), ext="txt", **meta)
         if "json" in s.outputs:
@@ -263,6 +265,7 @@ def _run_pdf(job: Job, data: bytes) -> list[PageOut]:
         if n > s.max_pages:
             raise BadInputError(f"the PDF has {n} pages, over ocr.max_pages = {s.max_pages}")
         done = 0
+        left_out: list[str] = []  # why each page left out was
 
         def progress(message: str) -> None:
             nonlocal done
@@ -287,7 +290,14 @@ def _run_pdf(job: Job, data: bytes) -> list[PageOut]:
                     progress(f"page {i + 1}/{n}: text layer")
                     continue
                 dpi = page_dpi(s.dpi, layer.image_dpi if layer is not None else None)
-                image = doc.render(i, scale=dpi / 72, max_pixels=s.max_page_pixels)
+                try:
+                    image = doc.render(i, scale=dpi / 72, max_pixels=s.max_page_pixels)
+                except BadInputError as exc:  # over ocr.max_page_pixels, or unrenderable: this page only
+                    out[i] = _left_out_page(doc, i, str(exc))
+                    left_out.append(str(exc))
+                    job.leave_out("ocr", str(exc), page=i + 1)
+                    progress(f"page {i + 1}/{n}: left out")
+                    continue
                 yield PageImage(i, image, dpi, onto_source_page=want_pdf and doc.rotation(i) == 0)
 
         def record(page: OcrPage) -> None:
@@ -297,7 +307,22 @@ def _run_pdf(job: Job, data: bytes) -> list[PageOut]:
             progress(f"page {page.index + 1}/{n}: OCR")
 
         ocr_pages(pages_needing_ocr(), _ocr_run(job), workers=_workers(job), on_done=record)
+    if len(left_out) == n:  # nothing of the document could be read
+        raise BadInputError(left_out[0] if n == 1 else f"every page was left out: {'; '.join(left_out)}")
     return [out[i] for i in range(n)]
+
+
+def _left_out_page(doc: PdfDocument, index: int, reason: str) -> PageOut:
+    """A page OCR could not read (over a limit): a marker as its text; the searchable PDF copies the
+    source's page as it is."""
+    try:
+        width, height = doc.page_size(index)
+    except BadInputError:
+        width = height = 0.0
+    marker = f"[page {index + 1} left out: {reason}]"
+    return PageOut(
+        index + 1, "left-out", marker, [], round(width, 2), round(height, 2), "pt", warnings=[reason]
+    )
 
 
 def _text_layer_or_none(doc: PdfDocument, index: int) -> TextLayer | None:

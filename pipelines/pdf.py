@@ -4,6 +4,11 @@ No file I/O: the caller reads the source once and hands over the bytes.  pdfplum
 layers; pypdfium2 (which pdfplumber depends on) renders pages; pypdf copies pages into searchable
 PDFs.  pdfium and pdfplumber are not thread-safe: use one :class:`PdfDocument` from one thread.
 
+pdfium opens the document and counts its pages; pdfplumber (pdfminer) is opened only when a text layer
+is asked for, so rendering (thumbnails, OCR) never depends on pdfminer.  Where pdfminer cannot read the
+document or a page (a page tree nested deeper than Python's recursion limit, a zoo of exceptions on
+broken content), the text layer comes from pdfium's text API instead.
+
 Coordinates are PDF points of the page as displayed (``/Rotate`` applied, origin top-left).
 """
 
@@ -50,7 +55,6 @@ class PdfDocument:
     """One open PDF: pdfplumber for text, pdfium for pixels."""
 
     def __init__(self, data: bytes, *, password: str | None = None) -> None:
-        import pdfplumber
         import pypdfium2 as pdfium
 
         if not data:
@@ -75,21 +79,33 @@ class PdfDocument:
                 self.pdfium = pdfium.PdfDocument(data, password=password)
             except pdfium.PdfiumError:
                 raise BadInputError("the PDF is encrypted and ocr.password does not open it") from None
-        try:
-            self.plumber = pdfplumber.open(io.BytesIO(data), password=password if self.encrypted else "")
-            self.n_pages = len(self.plumber.pages)
-        except Exception as exc:  # pdfminer raises a zoo of exception types for broken files
-            self.pdfium.close()
-            raise BadInputError(f"not a readable PDF: {type(exc).__name__}: {exc}".rstrip(": ")) from None
-        if self.n_pages != len(self.pdfium):
-            log.warning("pdfplumber sees %d pages, pdfium %d", self.n_pages, len(self.pdfium))
-            self.n_pages = min(self.n_pages, len(self.pdfium))
+        self.n_pages = len(self.pdfium)
+        self._plumber: Any = None
+        self.plumber_error: str | None = None  # why pdfminer cannot read the document, once it failed
         if self.n_pages == 0:
             self.close()
             raise BadInputError("the PDF has no pages")
 
+    @property
+    def plumber(self) -> Any:
+        """The document in pdfplumber, opened on first use; BadInputError if pdfminer cannot read it."""
+        import pdfplumber
+
+        if self._plumber is None and self.plumber_error is None:
+            try:
+                doc = pdfplumber.open(io.BytesIO(self.data), password=self.password if self.encrypted else "")
+                if len(doc.pages) != self.n_pages:
+                    log.warning("pdfplumber sees %d pages, pdfium %d", len(doc.pages), self.n_pages)
+                self._plumber = doc
+            except Exception as exc:  # pdfminer raises a zoo of exception types (RecursionError too)
+                self.plumber_error = f"pdfminer cannot read the PDF: {_why(exc)}"
+        if self._plumber is None:
+            raise BadInputError(self.plumber_error or "pdfminer cannot read the PDF")
+        return self._plumber
+
     def close(self) -> None:
-        self.plumber.close()
+        if self._plumber is not None:
+            self._plumber.close()
         self.pdfium.close()
 
     def __enter__(self) -> PdfDocument:
@@ -100,10 +116,24 @@ class PdfDocument:
 
     # -- text layer ----------------------------------------------------------------------------
     def text_layer(self, index: int) -> TextLayer:
-        """The page's text layer, turned upright if its text runs sideways or upside down."""
+        """The page's text layer, turned upright if its text runs sideways or upside down; from pdfium
+        (:meth:`pdfium_text_layer`) where pdfminer cannot read the document or the page."""
+        try:
+            return self._plumber_text_layer(index)
+        except BadInputError as exc:
+            log.warning("%s; taking the page's text from pdfium", exc)
+        try:
+            return self.pdfium_text_layer(index)
+        except Exception as exc:  # pdfium's text API on a broken page
+            raise BadInputError(f"page {index + 1}: cannot read its text layer: {_why(exc)}") from None
+
+    def _plumber_text_layer(self, index: int) -> TextLayer:
         from pdfplumber.utils import chars_to_textmap, extract_words
 
-        page = self.plumber.pages[index]
+        pages = self.plumber.pages
+        if index >= len(pages):
+            raise BadInputError(f"page {index + 1}: pdfminer does not see it")
+        page = pages[index]
         try:
             chars, images = _layout_chars(page)
             x0, top, x1, bottom = box = _visible_box(page)
@@ -125,7 +155,9 @@ class PdfDocument:
             ).as_string
             words = extract_words(chars)
         except Exception as exc:  # pdfminer raises a zoo of exception types for broken content
-            raise BadInputError(f"page {index + 1}: cannot read its text layer: {exc}") from None
+            raise BadInputError(
+                f"page {index + 1}: pdfminer cannot read its text layer: {_why(exc)}"
+            ) from None
         finally:
             page.close()  # pdfplumber keeps every page's layout otherwise: ~3 MB a page of dense text
         return TextLayer(
@@ -146,17 +178,84 @@ class PdfDocument:
             turned=turn,
         )
 
+    def pdfium_text_layer(self, index: int) -> TextLayer:
+        """The page's text layer as pdfium reads it: words split at white space, boxes in points of the
+        page as displayed; no turn for sideways text (``turned`` is 0)."""
+        import pypdfium2.raw as pdfium_c
+
+        with _closing(self.pdfium[index]) as page, _closing(page.get_textpage()) as tp:
+            width, height = (float(v) for v in page.get_size())
+            x0, y0, x1, y1 = (float(v) for v in page.get_bbox())
+            turn = int(page.get_rotation()) % 360
+
+            def box(i: int) -> tuple[float, float, float, float]:
+                left, bottom, right, top = tp.get_charbox(i)
+                corners = [_displayed(x, y, turn, x0, y0, x1, y1) for x, y in ((left, bottom), (right, top))]
+                xs, ys = [c[0] for c in corners], [c[1] for c in corners]
+                return min(xs), min(ys), max(xs), max(ys)
+
+            count = tp.count_chars()
+            text = tp.get_text_range(0, count).replace("\r\n", "\n") if count > 0 else ""
+            words: list[dict[str, Any]] = []
+            current: list[tuple[str, tuple[float, float, float, float]]] = []
+            for i in range(count):
+                ch = tp.get_text_range(i, 1)
+                if ch.strip():
+                    current.append((ch, box(i)))
+                    if i < count - 1:
+                        continue
+                if current:
+                    boxes = [b for _, b in current]
+                    words.append(
+                        {
+                            "text": "".join(c for c, _ in current),
+                            "conf": None,
+                            "bbox": [
+                                round(min(b[0] for b in boxes), 2),
+                                round(min(b[1] for b in boxes), 2),
+                                round(max(b[2] for b in boxes), 2),
+                                round(max(b[3] for b in boxes), 2),
+                            ],
+                        }
+                    )
+                    current = []
+            images = []
+            for obj in page.get_objects(filter=[pdfium_c.FPDF_PAGEOBJ_IMAGE], max_depth=8):
+                with contextlib.suppress(Exception):  # an image pdfium cannot measure: not counted
+                    left, bottom, right, top = obj.get_bounds()
+                    area = max(0.0, right - left) * max(0.0, top - bottom)
+                    pw, ph = obj.get_px_size()
+                    images.append((72 * (pw * ph / area) ** 0.5 if area > 0 and pw * ph > 0 else 0.0, area))
+        return TextLayer(
+            text=text,
+            words=words,
+            width=round(width, 2),
+            height=round(height, 2),
+            readable_chars=sum(1 for c in text if _readable(c)),
+            has_images=bool(images),
+            image_dpi=max((d for d, a in images if a >= 0.25 * width * height and d > 0), default=None),
+            turned=0,
+        )
+
     # -- pixels --------------------------------------------------------------------------------
     def page_size(self, index: int) -> tuple[float, float]:
         """Displayed page size in points (crop box, /Rotate applied)."""
-        with _closing(self.pdfium[index]) as page:
+        with _closing(self._page(index)) as page:
             w, h = page.get_size()
         return float(w), float(h)
 
     def rotation(self, index: int) -> int:
         """The page's /Rotate (0, 90, 180 or 270)."""
-        with _closing(self.pdfium[index]) as page:
+        with _closing(self._page(index)) as page:
             return int(page.get_rotation())
+
+    def _page(self, index: int) -> Any:
+        import pypdfium2 as pdfium
+
+        try:
+            return self.pdfium[index]
+        except (pdfium.PdfiumError, IndexError) as exc:
+            raise BadInputError(f"page {index + 1} cannot be loaded: {exc}") from None
 
     def render(self, index: int, *, scale: float, max_pixels: int | None = None) -> Image.Image:
         """The page as displayed, at ``scale`` pixels per point, as an RGB image."""
@@ -179,6 +278,28 @@ class PdfDocument:
                 return _grey_if_grey(bm.to_pil().convert("RGB"))
         except Exception as exc:
             raise BadInputError(f"page {index + 1} cannot be rendered: {exc}") from None
+
+
+def _why(exc: BaseException) -> str:
+    """``Type: message`` of a parser's exception, e.g. 'RecursionError: maximum recursion depth exceeded'."""
+    cause = exc.__cause__ or exc.__context__
+    if type(exc).__name__ == "PdfminerException" and cause is not None:  # pdfplumber's wrapper
+        exc = cause
+    return f"{type(exc).__name__}: {exc}".rstrip(": ")
+
+
+def _displayed(
+    x: float, y: float, turn: int, x0: float, y0: float, x1: float, y1: float
+) -> tuple[float, float]:
+    """A point of PDF user space on the page as displayed: crop box ``x0 y0 x1 y1``, /Rotate ``turn``
+    (clockwise) applied, origin top-left."""
+    if turn == 90:
+        return y - y0, x - x0
+    if turn == 180:
+        return x1 - x, y - y0
+    if turn == 270:
+        return y1 - y, x1 - x
+    return x - x0, y1 - y
 
 
 @contextlib.contextmanager
@@ -349,6 +470,18 @@ def _turn_char(
     return out
 
 
+THUMBNAIL_PAGES = 20  # pages tried at most for a thumbnail (a page may be over the limit or broken)
+
+
+@dataclass
+class PdfThumbnails:
+    """The thumbnails of one page, its 1-based number and the pages passed over before it, with why."""
+
+    rendered: Rendered
+    page: int
+    passed_over: list[tuple[int, str]]
+
+
 def pdf_thumbnails(
     data: bytes,
     *,
@@ -359,21 +492,54 @@ def pdf_thumbnails(
     quality: dict[str, int],
     progressive: bool,
     background: tuple[int, int, int],
-) -> Rendered:
-    """Thumbnails of page 1, with the same sizes and encoders as image thumbnails.
+    max_pixels: int | None = None,
+) -> PdfThumbnails:
+    """Thumbnails of the first page within limits, with the same sizes and encoders as image thumbnails.
 
-    The page's "native" size is its size at ``dpi``: sizes fit inside it and are never larger.
+    The page's "native" size is its size at ``dpi``: sizes fit inside it and are never larger.  A page
+    whose native size is over ``max_pixels`` (as an image that big would be), or that has no area or
+    cannot be rendered, is passed over for the next one; when no page is within ``max_pixels``, the
+    first page that renders is used (a thumbnail is a small render whatever the page's size).
     """
     from pipelines.imaging import encode_sizes, fit_sizes
 
+    failed: dict[int, str] = {}
     with PdfDocument(data, password=password) as doc:
-        w, h = doc.page_size(0)
-        native = (max(1, round(w * dpi / 72)), max(1, round(h * dpi / 72)))
-        fits = [_fit_scale(native, box) for box in boxes.values()]
-        scale = dpi / 72 * max(fits)  # one render, as big as the largest thumbnail needs
-        page = doc.render(0, scale=scale)
-    return encode_sizes(
-        fit_sizes(page, boxes), formats, quality=quality, progressive=progressive, background=background
+        pages = range(min(doc.n_pages, THUMBNAIL_PAGES))
+        over = {i: why for i in pages if (why := _over_limit(doc, i, dpi, max_pixels))}
+        for i in [i for i in pages if i not in over] + sorted(over):
+            try:
+                w, h = doc.page_size(i)
+                native = (max(1, round(w * dpi / 72)), max(1, round(h * dpi / 72)))
+                fits = [_fit_scale(native, box) for box in boxes.values()]
+                page = doc.render(i, scale=dpi / 72 * max(fits))  # one render, as big as the largest needs
+            except BadInputError as exc:
+                failed[i] = str(exc)
+                continue
+            rendered = encode_sizes(
+                fit_sizes(page, boxes),
+                formats,
+                quality=quality,
+                progressive=progressive,
+                background=background,
+            )
+            passed = [(j + 1, failed.get(j) or over[j]) for j in range(i)]
+            return PdfThumbnails(rendered, i + 1, passed)
+    raise BadInputError("no page of the PDF can be rendered: " + "; ".join(failed.values()))
+
+
+def _over_limit(doc: PdfDocument, index: int, dpi: int, max_pixels: int | None) -> str | None:
+    """Why the page's native size is over ``max_pixels``, or None."""
+    try:
+        w, h = doc.page_size(index)
+    except Exception:  # a page pdfium cannot load: render() says why
+        return None
+    pw, ph = round(w * dpi / 72), round(h * dpi / 72)
+    if max_pixels is None or pw * ph <= max_pixels:
+        return None
+    return (
+        f"page {index + 1} ({_page_size_note(w, h)}) is {pw}x{ph} = {pw * ph} pixels at {dpi} dpi, "
+        f"over limits.max_image_pixels = {max_pixels}"
     )
 
 

@@ -103,6 +103,12 @@ class Job(Protocol):
         among planned outputs that share a variant name (e.g. one size in two formats)."""
         ...
 
+    def leave_out(self, pipeline: str, reason: str, **where: Any) -> None:
+        """Record a part of the source the pipeline left out while making the rest (a stream without a
+        decoder, a page over a limit): ``where`` names the part (``stream=1, type="audio"``, ``page=3``);
+        the manifest lists it under ``left_out`` with ``reason``."""
+        ...
+
     def output_path(self, pipeline: str, variant: str, *, ext: str | None = None) -> Path:
         """Final path for a tool that writes a planned output itself; recorded for the manifest.
         The engine deletes it if the job fails: a pipeline never deletes workspace files."""

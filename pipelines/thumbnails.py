@@ -82,22 +82,24 @@ class ThumbnailPipeline(Pipeline):
     def run(self, job: Job) -> None:
         data = job.read_source()
         job.deadline.check("decoding")
+        extra: dict[str, Any] = {}
         if job.source.suffix in DOCUMENT_SUFFIXES:
-            rendered = _pdf_thumbnails(job, data)
+            rendered, extra["page"] = _pdf_thumbnails(job, data)
         else:
             rendered = render_image(data, job.settings, suffix=job.source.suffix)
         job.deadline.check("writing thumbnails")
         for (size, fmt), (blob, (w, h)) in rendered.items():
-            meta = rendered.meta(fmt)
+            meta = {**extra, **rendered.meta(fmt)}
             job.write_output(self.name, size, blob, ext=MEDIA_TYPES[fmt][0], width=w, height=h, **meta)
 
 
-def _pdf_thumbnails(job: Job, data: bytes) -> Rendered:
-    """Page 1 of a PDF through the same sizes, formats and encoders as images."""
+def _pdf_thumbnails(job: Job, data: bytes) -> tuple[Rendered, int]:
+    """The first page of a PDF within limits through the same sizes, formats and encoders as images,
+    and its number; the pages passed over before it are named in the manifest."""
     from pipelines.pdf import pdf_thumbnails
 
     t, ocr = job.settings.thumbnails, job.settings.ocr  # the PDF password is the one OCR uses
-    return pdf_thumbnails(
+    found = pdf_thumbnails(
         data,
         boxes=dict(t.sizes),
         formats=list(t.formats),
@@ -106,7 +108,11 @@ def _pdf_thumbnails(job: Job, data: bytes) -> Rendered:
         quality={"jpeg": t.jpeg_quality, "webp": t.webp_quality, "png": 0},
         progressive=t.progressive,
         background=t.background,
+        max_pixels=job.settings.limits.max_image_pixels,
     )
+    for page, why in found.passed_over:
+        job.leave_out("thumbnails", why, page=page)
+    return found.rendered, found.page
 
 
 def render_image(data: bytes, settings: Settings, suffix: str = "") -> Rendered:

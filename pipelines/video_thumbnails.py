@@ -36,6 +36,7 @@ class VideoThumbnailPipeline(FfmpegPipeline):
 
     inputs: ClassVar[dict[str, str]] = VIDEO_INPUTS
     settings_section: ClassVar[str] = "transcode"
+    stream_types: ClassVar[frozenset[str]] = frozenset({"video"})  # the audio is not used
 
     def settings_fingerprint(self, settings: Settings) -> Any:
         t = settings.transcode

@@ -214,3 +214,74 @@ def test_a_phone_photo_of_a_page_as_heic_is_ocrd(workspace: Path) -> None:
     res = engine(workspace).process("page.heic", pipelines=["ocr"])
     assert res.status == "ok", res
     assert cer(text_of(workspace, res), (SAMPLES / "page.txt").read_text()) < 0.02
+
+
+# -- a decoder's security limit ------------------------------------------------------------------
+
+
+def _boxes(data: bytes) -> dict[bytes, bytes]:
+    """The first box of each type among the ISOBMFF boxes in ``data`` (headers included)."""
+    out, at = {}, 0
+    while at < len(data):
+        size, kind = struct.unpack(">I4s", data[at : at + 8])
+        out.setdefault(kind, data[at : at + size])
+        at += size
+    return out
+
+
+def _box(kind: bytes, payload: bytes, version: int | None = None, flags: int = 0) -> bytes:
+    if version is not None:  # a full box
+        payload = bytes([version]) + flags.to_bytes(3, "big") + payload
+    return struct.pack(">I", 8 + len(payload)) + kind + payload
+
+
+def grid_heic(grid_size: tuple[int, int]) -> bytes:
+    """A HEIF whose primary image is a 1x1 'grid' of a 64x48 HEVC tile: its header (ispe) says 64x48,
+    its grid data says ``grid_size``.  libheif reads the grid only when decoding, and stops there at its
+    security limit on image size (32768x32768) for a bigger one."""
+    tile = heic(Image.new("RGB", (64, 48), RED))
+    top = _boxes(tile)
+    meta = _boxes(top[b"meta"][12:])
+    hvcc = _boxes(_boxes(meta[b"iprp"][8:])[b"ipco"][8:])[b"hvcC"]
+    hevc = top[b"mdat"][8:]
+    grid = bytes([0, 1, 0, 0]) + struct.pack(">II", *grid_size)  # 32-bit sizes, rows = columns = 1
+    infe = [
+        _box(b"infe", struct.pack(">HH4sB", 1, 0, b"hvc1", 0), 2, flags=1),  # the tile: hidden
+        _box(b"infe", struct.pack(">HH4sB", 2, 0, b"grid", 0), 2),
+    ]
+    ispe = _box(b"ispe", struct.pack(">II", 64, 48), 0)
+    ipma = struct.pack(">IHBBB", 2, 1, 2, 0x81, 0x02) + struct.pack(">HBB", 2, 1, 0x02)
+    iprp = _box(b"iprp", _box(b"ipco", hvcc + ispe) + _box(b"ipma", ipma, 0))
+
+    def head(offset: int) -> bytes:
+        items = struct.pack(">HHHII", 1, 0, 1, offset, len(hevc))
+        items += struct.pack(">HHHII", 2, 0, 1, offset + len(hevc), len(grid))
+        meta = _box(
+            b"meta",
+            _box(b"hdlr", b"\0" * 4 + b"pict" + b"\0" * 13, 0)
+            + _box(b"pitm", struct.pack(">H", 2), 0)
+            + _box(b"iloc", bytes([0x44, 0]) + struct.pack(">H", 2) + items, 0)
+            + _box(b"iinf", struct.pack(">H", 2) + b"".join(infe), 0)
+            + _box(b"iref", _box(b"dimg", struct.pack(">HHH", 2, 1, 1)), 0)
+            + iprp,
+            0,
+        )
+        return _box(b"ftyp", b"heic\0\0\0\0mif1heic") + meta
+
+    start = len(head(0)) + 8  # the mdat payload follows the head and the mdat header
+    return head(start) + _box(b"mdat", hevc + grid)
+
+
+def test_a_decoders_security_limit_is_a_bad_input(workspace: Path) -> None:
+    """libheif refuses to decode a grid of 40000x40000 (over its 32768x32768 security limit) that a
+    64x48 header announced; pi-heif raises that as a bare RuntimeError: a clean bad_input, naming it."""
+    data = grid_heic((40000, 40000))
+    assert open_image(data, max_pixels=100_000_000).size == (64, 48)  # our pixel check sees the header
+    with pytest.raises(BadInputError, match="Security limit exceeded: Image size 40000x40000"):
+        render_thumbnails(data, boxes=BOXES, formats=["jpeg"], max_pixels=100_000_000)
+    (workspace / "in").mkdir()
+    (workspace / "in/grid.heic").write_bytes(data)
+    for pipeline in ("thumbnails", "ocr"):
+        res = engine(workspace).process("in/grid.heic", pipelines=[pipeline])
+        assert res.status == "failed" and res.error_kind == "bad_input", res
+        assert "Security limit exceeded" in str(res.error)

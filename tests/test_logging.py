@@ -73,9 +73,11 @@ def test_warnings_from_ocr_pdf_and_registry_are_powertools_json(
     monkeypatch.setattr(pdfium.PdfDocument, "__len__", lambda self: real_len(self) + 1)
 
     def unparsable(self: PdfDocument, index: int) -> Any:
+        assert self.plumber is not None  # opened: it counts its pages
         raise BadInputError(f"page {index + 1}: content stream cannot be parsed")
 
-    monkeypatch.setattr(PdfDocument, "text_layer", unparsable)
+    monkeypatch.setattr(PdfDocument, "_plumber_text_layer", unparsable)
+    monkeypatch.setattr(PdfDocument, "pdfium_text_layer", unparsable)
     configure(monkeypatch, workspace, rules='[{"include": ["*.pdf"], "pipelines": ["ocr"]}]')
     (workspace / "in").mkdir()
     shutil.copy(SAMPLES / "document.pdf", workspace / "in/doc.pdf")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 import time
 from pathlib import Path
@@ -9,7 +10,7 @@ from pathlib import Path
 import pytest
 from conftest import SAMPLES, add_samples, assert_only_failure_record
 from ocr_helpers import cer, engine, text_of, words_json
-from PIL import Image
+from PIL import Image, ImageStat
 
 from config.errors import ConfigError, MissingDependencyError
 from config.rules import Rule
@@ -176,3 +177,46 @@ def test_text_layer_pages_do_not_keep_their_layout() -> None:
         assert layer.readable_chars > 100
         page = doc.plumber.pages[0]
         assert not hasattr(page, "_layout"), "the page's layout is still cached"
+
+
+def test_a_page_over_the_limit_is_left_out_and_named(workspace: Path) -> None:
+    """Page 1 a 2600x2600 pt drawing (117 Mpx at 300 dpi: over ocr.max_page_pixels and over
+    limits.max_image_pixels, with the default settings), page 2 text, page 3 a scan: page 1 is left out
+    and named in the manifest and in the text; pages 2 and 3 are read; the thumbnail is page 2."""
+    from fpdf import FPDF
+
+    pdf = FPDF(unit="pt")
+    pdf.add_page(format=(2600, 2600))
+    pdf.set_fill_color(30, 60, 200)
+    pdf.rect(0, 0, 2600, 2600, style="F")
+    pdf.add_page(format="A4")
+    pdf.set_font("Helvetica", size=14)
+    second = "Second page. The quick brown fox jumps over the lazy dog. " * 5
+    pdf.multi_cell(0, 20, second)
+    pdf.add_page(format="A4")
+    pdf.image(str(SAMPLES / "page.png"), x=0, y=0, w=595)
+    (workspace / "in").mkdir()
+    (workspace / "in/mixed.pdf").write_bytes(bytes(pdf.output()))
+
+    res = engine(workspace).process("in/mixed.pdf")  # the default rules: thumbnails and ocr
+    assert res.status == "ok", res
+    doc = json.loads((workspace / str(res.manifest)).read_text())
+    left = {x["pipeline"]: x for x in doc["left_out"]}
+    assert set(left) == {"ocr", "thumbnails"} and {x["page"] for x in left.values()} == {1}
+    assert "10833x10833 = 117353889 pixels, over ocr.max_page_pixels = 60000000" in left["ocr"]["reason"]
+    assert "over limits.max_image_pixels = 100000000" in left["thumbnails"]["reason"]
+
+    texts = text_of(workspace, res).split("\f")
+    assert len(texts) == 3
+    assert texts[0].startswith("[page 1 left out: ") and "ocr.max_page_pixels" in texts[0]
+    assert cer(texts[1], second) <= 0.02
+    assert cer(texts[2], (SAMPLES / "page.txt").read_text()) <= 0.02
+    pages = words_json(workspace, res)["pages"]
+    assert [p["method"] for p in pages] == ["left-out", "text-layer", "ocr"]
+    assert pages[0]["words"] == [] and pages[0]["warnings"] == [left["ocr"]["reason"]]
+
+    thumbs = [o for o in doc["outputs"] if o["pipeline"] == "thumbnails"]
+    assert len(thumbs) == 6 and {o["meta"]["page"] for o in thumbs} == {2}
+    with Image.open(workspace / "processed/thumbnails/medium/in/mixed.pdf.jpg") as im:
+        assert abs(im.width / im.height - 595.28 / 841.89) < 0.01  # A4 page 2, not the square page 1
+        assert min(ImageStat.Stat(im.convert("RGB")).mean) > 200  # white paper, not page 1's blue

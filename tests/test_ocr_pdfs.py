@@ -8,7 +8,7 @@ from pathlib import Path
 import pypdfium2 as pdfium
 import pytest
 from conftest import CORPUS
-from ocr_helpers import cer, engine, text_of, words_json
+from ocr_helpers import cer, deep_page_tree_pdf, engine, text_of, words_json
 
 from pipelines.engine import SourceResult
 
@@ -151,3 +151,17 @@ def test_passwords(workspace: Path, corpus: Path, name: str, password: str, expe
     if expect:
         assert expect in text_of(workspace, res)
     assert len([o for o in res.outputs if "/thumbnails/" in o]) == 6
+
+
+def test_text_comes_from_pdfium_where_pdfminer_cannot_read_the_pdf(workspace: Path) -> None:
+    """pdfminer recurses past Python's limit on a page tree 1,000 levels deep: the page's text layer
+    is read with pdfium's text API instead (not OCR'd), with word boxes in points from the top-left."""
+    (workspace / "deep.pdf").write_bytes(deep_page_tree_pdf(1000, "Hello deep page tree"))
+    res = engine(workspace).process("deep.pdf", pipelines=["ocr"])
+    assert res.status == "ok", res
+    assert text_of(workspace, res) == "Hello deep page tree\n"
+    (page,) = words_json(workspace, res)["pages"]
+    assert page["method"] == "text-layer" and (page["width"], page["height"]) == (612, 792)
+    assert [w["text"] for w in page["words"]] == ["Hello", "deep", "page", "tree"]
+    x0, top, x1, bottom = page["words"][0]["bbox"]
+    assert abs(x0 - 72) < 3 and 60 < top < bottom < 100 and x1 > x0  # baseline at y = 700 of 792

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import io
 import shutil
 from pathlib import Path
 
+import pytest
 from conftest import add_samples, failure_records, files_but_failure_records
-from ocr_helpers import engine
+from ocr_helpers import deep_page_tree_pdf, engine
 from PIL import Image, ImageOps
 
 
@@ -63,3 +65,23 @@ def test_locked_and_broken_pdfs_fail_cleanly(workspace: Path, corpus: Path) -> N
     res = engine(workspace, password="test").process("in/locked.pdf", pipelines=["thumbnails"])
     assert res.status == "ok" and len(res.outputs) == 6
     assert list(failure_records(workspace)) == ["in/empty.pdf"]  # the manifest replaced locked.pdf's record
+
+
+def test_a_pdf_pdfminer_cannot_read_still_gets_its_thumbnails(workspace: Path) -> None:
+    """A page tree 1,000 levels deep sends pdfminer past Python's recursion limit; pdfium renders the
+    page, and thumbnails never go through pdfminer."""
+    import pdfplumber
+
+    data = deep_page_tree_pdf(1000, "Deep page tree")
+    with pytest.raises(Exception, match="recursion"), pdfplumber.open(io.BytesIO(data)) as pdf:
+        len(pdf.pages)  # what the thumbnails failed on
+    (workspace / "in").mkdir()
+    (workspace / "in/deep.pdf").write_bytes(data)
+    res = engine(workspace).process("in/deep.pdf", pipelines=["thumbnails"])
+    assert res.status == "ok" and len(res.outputs) == 6, res
+    with Image.open(workspace / "processed/thumbnails/medium/in/deep.pdf.jpg") as im:
+        grey = ImageOps.grayscale(im)
+        w, h = im.size
+        assert (w, h) == expected_fit((round(612 * 300 / 72), round(792 * 300 / 72)), (800, 600))
+        assert grey.crop((0, 0, w, h // 6)).getextrema()[0] < 100  # the line of text near the top
+        assert grey.crop((0, h // 3, w, h)).getextrema()[0] > 200  # blank below

@@ -88,6 +88,18 @@ def _missing_encoders(path: str) -> list[str]:
     return [e for e in REQUIRED_ENCODERS if e not in have]
 
 
+@functools.lru_cache(maxsize=4)
+def decodable_codecs(tool: Ffmpeg) -> frozenset[str] | None:
+    """The codecs (ffmpeg's names, as a probe gives them) ``tool`` has a decoder for, from ``-codecs``;
+    None if it listed none (an ffmpeg that lists nothing is not taken to decode nothing)."""
+    found = set()
+    for line in _probe(tool.path, "-codecs").splitlines():
+        parts = line.split()
+        if len(parts) > 1 and len(parts[0]) == 6 and parts[0][0] == "D" and parts[1] != "=":
+            found.add(parts[1])
+    return frozenset(found) or None
+
+
 def _imageio_ffmpeg() -> str | None:
     """The static ffmpeg that imageio-ffmpeg ships.  Looked up in its package first: its own
     ``get_ffmpeg_exe()`` runs ``ffmpeg -version`` to test it, which :func:`locate` does anyway (and

@@ -9,8 +9,9 @@ as a video is refused here, before ffmpeg ever sees it.
 from __future__ import annotations
 
 import os
+import re
 import struct
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -86,6 +87,19 @@ class AudioStream:
 
 
 @dataclass(frozen=True)
+class LeftOut:
+    """A stream the outputs cannot use: no decoder for its codec (or no codec ffmpeg knows)."""
+
+    index: int
+    type: str  # "audio" or "video"
+    codec: str  # ffmpeg's name for it, "unknown" when ffmpeg has none
+    reason: str
+
+    def __str__(self) -> str:
+        return f"{self.type} stream #{self.index} ({self.codec}): {self.reason}"
+
+
+@dataclass(frozen=True)
 class MediaInfo:
     demuxer: str  # short name to force with -f (first of the probed names)
     format_names: str
@@ -94,6 +108,7 @@ class MediaInfo:
     video: VideoStream | None
     audio: AudioStream | None
     size: int
+    left_out: tuple[LeftOut, ...] = ()  # audio/video streams passed over: no decoder
 
 
 def pyav_version() -> str:
@@ -132,28 +147,38 @@ def probe(
     probe_bytes: int = 8 * MIB,
     rotation: bool = True,
     io: StorageIO | None = None,
+    decodable: Collection[str] | None = None,
 ) -> MediaInfo:
     """Describe ``path``; raises BadInputError for anything that is not a readable media file.
 
     ``rotation=False`` skips decoding the first frame: display sizes then ignore any rotation (for
     callers that let ffmpeg rotate and size the picture itself).  With ``io`` (``path`` is on the
     mount) what libav read is added to that ledger: this thread's ``rchar`` over the probe, in the
-    1 MiB pieces it reads.
+    1 MiB pieces it reads.  ``decodable``: the codecs the ffmpeg that will decode the source has a
+    decoder for (None: not checked).  The first audio and the first video stream that can be decoded
+    are used; the ones passed over for want of a decoder are in :attr:`MediaInfo.left_out`; a source
+    whose every video stream lacks one is a BadInputError naming its codec.
     """
     import av  # noqa: F401  (imported before the measurement: an import reads files too)
 
     if io is None:
-        return _probe(path, allowed_demuxers, probe_bytes, rotation)
+        return _probe(path, allowed_demuxers, probe_bytes, rotation, decodable)
     before, own = _thread_bytes_read()
     try:
-        return _probe(path, allowed_demuxers, probe_bytes, rotation)
+        return _probe(path, allowed_demuxers, probe_bytes, rotation, decodable)
     finally:
         after, _ = _thread_bytes_read()
         if after:
             io.reads_in_pieces(after - before - own, MIB)
 
 
-def _probe(path: Path, allowed_demuxers: Sequence[str], probe_bytes: int, rotation: bool) -> MediaInfo:
+def _probe(
+    path: Path,
+    allowed_demuxers: Sequence[str],
+    probe_bytes: int,
+    rotation: bool,
+    decodable: Collection[str] | None,
+) -> MediaInfo:
     import av
 
     size = os.path.getsize(path)
@@ -183,21 +208,29 @@ def _probe(path: Path, allowed_demuxers: Sequence[str], probe_bytes: int, rotati
         if container.duration and container.duration > 0:
             durations.append(container.duration / 1e6)
         video = audio = None
+        left_out: list[LeftOut] = []
         for s in container.streams:
             if s.duration and s.time_base and not container.duration:
                 durations.append(float(s.duration * s.time_base))
             if s.type == "video" and video is None and not int(s.disposition) & _ATTACHED_PIC:
                 vcc: Any = s.codec_context
-                if vcc.width > 0 and vcc.height > 0:
+                if (missing := _no_decoder(container, s, decodable)) is not None:
+                    left_out.append(missing)
+                elif vcc.width > 0 and vcc.height > 0:
                     video = _video(container, s, rotation)
             elif s.type == "audio" and audio is None:
                 cc: Any = s.codec_context
+                if (missing := _no_decoder(container, s, decodable)) is not None:
+                    left_out.append(missing)
+                    continue
                 channels = getattr(cc, "channels", 0) or getattr(
                     getattr(cc, "layout", None), "nb_channels", 0
                 )
                 audio = AudioStream(
                     s.index, cc.name, int(channels or 2), int(cc.sample_rate or 0), _layout_known(cc)
                 )
+        if video is None and (passed := [x for x in left_out if x.type == "video"]):
+            raise BadInputError(f"no video stream can be decoded: {'; '.join(map(str, passed))}")
         return MediaInfo(
             demuxer=demuxer,
             format_names=fmt,
@@ -206,6 +239,7 @@ def _probe(path: Path, allowed_demuxers: Sequence[str], probe_bytes: int, rotati
             video=video,
             audio=audio,
             size=size,
+            left_out=tuple(left_out),
         )
 
 
@@ -213,6 +247,50 @@ def _layout_known(cc: Any) -> bool:
     """Whether the decoder gives a channel layout (an unspecified order lists its channels as NONE)."""
     channels = getattr(getattr(cc, "layout", None), "channels", ())
     return bool(channels) and all(getattr(ch, "name", "NONE") not in ("NONE", "UNKNOWN") for ch in channels)
+
+
+def _no_decoder(container: object, s: object, decodable: Collection[str] | None) -> LeftOut | None:
+    """Why stream ``s`` cannot be decoded, or None if it can: PyAV opened no decoder for it (an unknown
+    codec, or one without a decoder in PyAV's libav), or the ffmpeg that decodes sources has none."""
+    import av
+
+    assert isinstance(container, av.container.InputContainer) and isinstance(s, av.stream.Stream)
+    cc: Any = s.codec_context
+    if cc is None:
+        codec = _codec_names(container).get(s.index, "unknown")
+        if codec in ("unknown", "none"):
+            return LeftOut(s.index, s.type, "unknown", "a codec ffmpeg does not know")
+        if decodable is not None and codec not in decodable:
+            return LeftOut(s.index, s.type, codec, "ffmpeg has no decoder for this codec")
+        return LeftOut(s.index, s.type, codec, "the probe (PyAV) has no decoder for this codec")
+    codec = cc.codec.canonical_name
+    if decodable is not None and codec not in decodable:
+        return LeftOut(s.index, s.type, codec, "ffmpeg has no decoder for this codec")
+    return None
+
+
+_STREAM_LINE = re.compile(r"^\s*Stream #\d+:(\d+)\S*: (?:Audio|Video|Data|Subtitle): ([A-Za-z0-9_]+)", re.M)
+
+
+def _codec_names(container: object) -> dict[int, str]:
+    """Codec names by stream index, as libav's format dump prints them: PyAV has no other way to name
+    the codec of a stream it opened no decoder for (its dump goes through the log, raised meanwhile)."""
+    import av
+    import av.logging
+
+    assert isinstance(container, av.container.InputContainer)
+    level = av.logging.get_level()
+    try:
+        av.logging.set_level(av.logging.INFO)
+        dump = container.dumps_format()  # type: ignore[attr-defined]  # not in PyAV's stubs
+    except (av.FFmpegError, ValueError):  # pragma: no cover - defensive: the name is only for the message
+        return {}
+    finally:
+        av.logging.set_level(level)
+    names: dict[int, str] = {}
+    for m in _STREAM_LINE.finditer(dump):
+        names.setdefault(int(m.group(1)), m.group(2))
+    return names
 
 
 def _video(container: object, s: object, with_rotation: bool) -> VideoStream:
