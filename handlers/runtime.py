@@ -262,10 +262,17 @@ def _handle(
 
     settings = rt.settings
     try:
-        rel = rt.mapper.relpath(ref.bucket, ref.key)
+        rels = rt.mapper.relpaths(ref.bucket, ref.keys)
     except Rejected as exc:
         obs.count("rejected")
         return Outcome.before_engine(ref, "rejected", reason=str(exc))
+    rel = rels[0]
+    if len(rels) > 1 and event_driven:  # the key may or may not have been URL-encoded: the mount decides
+        from handlers.keys import resolve
+
+        wait = min(settings.sync.visibility_wait_seconds, max(0.0, deadline - time.monotonic()))
+        rel, why = resolve(rt.engine.ws, rels, ref, wait_s=wait, deadline=deadline)
+        logger.info(f"key {ref.key!r}: {rel!r} ({why})", extra={"candidates": rels, "path": rel})
     verdict = rt.engine.triage(rel, pipelines)  # the same answer the CLI and the engine give
     if not verdict.run:
         obs.count("skipped")
