@@ -17,7 +17,9 @@ ARG BASE_IMAGE=debian:bookworm-slim
 FROM ${BASE_IMAGE} AS build
 SHELL ["/bin/bash", "-o", "pipefail", "-c"]
 COPY scripts/system-packages.txt scripts/system-packages.sh /tmp/pkgs/
+# --check: a pin Debian has replaced stops here with one message naming it and scripts/update-pins.sh
 RUN apt-get update \
+ && /tmp/pkgs/system-packages.sh --check runtime build \
  && /tmp/pkgs/system-packages.sh runtime build \
     | xargs apt-get install -y --no-install-recommends \
  && rm -rf /var/lib/apt/lists/*
@@ -54,6 +56,7 @@ FROM ${BASE_IMAGE}
 SHELL ["/bin/bash", "-o", "pipefail", "-c"]
 COPY scripts/system-packages.txt scripts/system-packages.sh /tmp/pkgs/
 RUN apt-get update \
+ && /tmp/pkgs/system-packages.sh --check runtime \
  && /tmp/pkgs/system-packages.sh runtime \
     | xargs apt-get install -y --no-install-recommends \
  && rm -rf /var/lib/apt/lists/* /var/cache/apt/* /var/log/apt /var/log/dpkg.log /tmp/pkgs \

@@ -23,6 +23,16 @@ class AwsSettings(Section):
         description="Key prefix mapped to the workspace root ('' = the whole bucket), e.g. 'media/' when "
         "the S3 Files file system was created with Prefix 'media/'. Keys outside it are rejected.",
     )
+    workspace_uid: int | None = Field(
+        default=None,
+        ge=0,
+        le=4294967295,
+        description="The POSIX user every request through the S3 Files access point runs as (its PosixUser "
+        "Uid), who must own the workspace folder; names the exact fix when the workspace is not writable.",
+    )
+    workspace_gid: int | None = Field(
+        default=None, ge=0, le=4294967295, description="The access point's PosixUser Gid (see workspace_uid)."
+    )
     deadline_margin_seconds: float = Field(
         default=10.0,
         ge=0,

@@ -365,6 +365,16 @@ def cost(
     workspace: MountOpt = None,
     config: ConfigOpt = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout.")] = False,
+    cache_days: Annotated[
+        list[int] | None,
+        typer.Option(
+            "--cache-days",
+            min=1,
+            max=365,
+            help="Also price the mount way at this cache expiry (days; repeatable), e.g. a value for the "
+            "stack's CacheExpirationDays.",
+        ),
+    ] = None,
 ) -> None:
     """What the jobs under a prefix did on storage and what it costs: the mount way (S3 Files, by
     cache expiry), the old way (GET the source, PUT each output) and EFS; from the manifests' ledgers.
@@ -380,7 +390,7 @@ def cost(
     except MediaWorkerError as exc:
         err.print(f"[red]error:[/red] {exc}", highlight=False)
         raise typer.Exit(exc.exit_code) from None
-    found.price(settings.cost, settings.sync.cache_expiration_days)
+    found.price(settings.cost, settings.sync.cache_expiration_days, also=cache_days or ())
     bill = found.cost or {}
     missing = sum(1 for e in found.entries if e.manifest is None)  # failed or in flight: no ledger
     if as_json:
@@ -488,6 +498,47 @@ def invoke(
         raise typer.Exit(ExitCode.USAGE) from None
     print(json.dumps(response, indent=2, ensure_ascii=False))
     raise typer.Exit(ExitCode.OK if ok else ExitCode.FAILED)
+
+
+@app.command()
+def redrive(
+    source: Annotated[
+        str,
+        typer.Argument(
+            help="Dead-letter queue URL (stack output DeadLetterQueueUrl or UploadRuleDeadLetterQueueUrl)."
+        ),
+    ],
+    to: Annotated[
+        str, typer.Option("--to", help="URL of the queue to move them to (stack output UploadQueueUrl).")
+    ],
+    limit: Annotated[
+        int | None, typer.Option("--max", min=1, help="Move at most this many messages (default: all).")
+    ] = None,
+) -> None:
+    """Move a dead-letter queue's messages back to the upload queue, after a fix. Works for both of the
+    stack's dead-letter queues, also the EventBridge target's, which SQS's StartMessageMoveTask cannot
+    redrive (it is no SQS queue's dead-letter queue). Exit 1 if a message could not be moved."""
+    import boto3
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    from handlers.redrive import redrive as move
+    from handlers.redrive import region_of
+
+    try:
+        region = region_of(source)
+        region_of(to)
+    except ValueError as exc:
+        err.print(f"[red]error:[/red] {exc}", highlight=False)
+        raise typer.Exit(ExitCode.USAGE) from None
+    try:
+        moved = move(boto3.client("sqs", region_name=region), source, to, limit=limit)
+    except (BotoCoreError, ClientError, ValueError) as exc:
+        err.print(f"[red]error:[/red] {exc}", highlight=False)
+        raise typer.Exit(ExitCode.USAGE) from None
+    out.print(f"moved {moved.sent} message(s) to {to}", highlight=False)
+    for line in moved.failed:
+        err.print(f"not moved: {line}", highlight=False)
+    raise typer.Exit(1 if moved.failed else 0)
 
 
 def main() -> None:

@@ -42,6 +42,15 @@ class ObjectRef:
     storage_class: str | None = None
     ignore: str | None = None  # why this event needs no work (delete, restore, expiry, test event)
     event_name: str | None = None
+    # the key exactly as the event carried it, when decoding changed it: S3 notifications URL-encode keys
+    # (documented); whether EventBridge does is not settled (a real event seen with ':' unencoded), so
+    # either reading may name the object and handlers/keys.py lets the mount decide
+    raw_key: str | None = None
+
+    @property
+    def keys(self) -> list[str]:
+        """The readings of the key to try, decoded first."""
+        return list(dict.fromkeys(k for k in (self.key, self.raw_key) if k))
 
 
 class KeyMapper:
@@ -86,6 +95,23 @@ class KeyMapper:
         except PathError as exc:
             raise Rejected(str(exc)) from None
 
+    def relpaths(self, bucket: str | None, keys: list[str]) -> list[str]:
+        """The workspace paths of the readings of one key that map into the workspace (in order, without
+        repeats); raises the first reading's :class:`Rejected` when none does."""
+        out: list[str] = []
+        first: Rejected | None = None
+        for key in keys:
+            try:
+                rel = self.relpath(bucket, key)
+            except Rejected as exc:
+                first = first or exc
+                continue
+            if rel not in out:
+                out.append(rel)
+        if not out:
+            raise first or Rejected("empty object key")
+        return out
+
 
 # -- S3 notifications ---------------------------------------------------------------------------------
 
@@ -101,9 +127,11 @@ def _s3_record(raw: Mapping[str, Any], origin: str) -> ObjectRef:
     elif record.glacier_event_data is not None:
         ignore = f"{name} event carries restore data (glacierEventData): restored copies are not processed"
     size = obj.get("size")
+    key = event.object_key
     return ObjectRef(
         bucket=event.bucket_name,
-        key=event.object_key,
+        key=key,
+        raw_key=obj.key if obj.key != key else None,
         origin=origin,
         size=int(size) if size is not None else None,
         etag=obj.etag or None,
@@ -146,9 +174,11 @@ def eventbridge(event: Mapping[str, Any], origin: str = "eventbridge") -> Object
     if kind != "Object Created":
         why = f", reason {detail.reason!r}" if detail.reason else ""
         ignore = f"EventBridge {kind!r} event{why} (only 'Object Created' is processed)"
+    raw = obj.get("key")
     return ObjectRef(
         bucket=detail.bucket.name,
         key=obj.key,
+        raw_key=raw if isinstance(raw, str) and raw != obj.key else None,
         origin=origin,
         size=obj.size,
         etag=obj.etag or None,

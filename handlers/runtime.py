@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from config.errors import InvalidRequest, Rejected
+from config.errors import InvalidRequest, Rejected, WorkspaceNotWritableError
 from handlers import observability as obs
 from handlers.events import KeyMapper, ObjectRef
 from handlers.observability import logger
@@ -91,17 +91,50 @@ def start(context: LambdaContext) -> tuple[Runtime, float]:
     returns to the queue for a retry once the deployment is fixed, rather than each being reported as
     a failed item.
     """
-    from config.errors import WorkspaceNotWritableError
-
     logger.set_correlation_id(context.aws_request_id)  # first: the cold start's own lines carry it too
     rt = runtime()
     try:
         rt.engine.ws.check_writable()
     except WorkspaceNotWritableError as exc:
-        logger.error(f"configuration error: {exc}", extra={"error_kind": exc.kind})
+        err = s3files_fix(rt.settings, exc)
+        logger.error(f"configuration error: {err}", extra={"error_kind": err.kind})
         obs.count_configuration_error()
-        raise
+        raise err from None
     return rt, deadline_for(context, rt.settings.aws.deadline_margin_seconds)
+
+
+MARKER_MODE = "0040755"  # a directory, rwxr-xr-x (S3 user guide, "POSIX permissions in S3 Files")
+
+
+def s3files_fix(settings: Settings, exc: WorkspaceNotWritableError) -> WorkspaceNotWritableError:
+    """``exc`` with the exact fix when the workspace is an S3 Files access point's folder (``aws.bucket``
+    and ``aws.workspace_uid`` set, as the SAM template sets them): S3 Files takes a folder's owner from its
+    directory marker object, and a folder without one (say, made by an upload before the stack existed,
+    or whose marker was deleted) is root:root 0755, which the access point's user cannot write."""
+    import json
+    import os
+
+    aws = settings.aws
+    if aws.bucket is None or aws.workspace_uid is None:
+        return exc
+    try:
+        if os.statvfs(settings.workspace).f_flag & os.ST_RDONLY:
+            return exc  # a read-only mount: exc already says what to change
+    except OSError:
+        pass
+    uid, gid = aws.workspace_uid, aws.workspace_gid if aws.workspace_gid is not None else aws.workspace_uid
+    meta = json.dumps({"file-owner": str(uid), "file-group": str(gid), "file-permissions": MARKER_MODE})
+    key = aws.key_prefix  # "media/": the folder's marker; "" would be the bucket's root (no marker key)
+    if not key:
+        return exc
+    return WorkspaceNotWritableError(
+        f"{exc}. On S3 Files a folder's owner comes from its directory marker object, and a folder without "
+        f"one is root:root 0755: make uid {uid} the owner of s3://{aws.bucket}/{key} with "
+        f"`aws s3api put-object --bucket {aws.bucket} --key {key} --metadata '{meta}'` (the stack's "
+        "WorkspaceFolder resource wrote it at deploy time, so it was deleted or changed since; redeploying "
+        "writes it again), wait for S3 Files to show the change, then redrive the dead-letter queue "
+        "(`media-worker redrive`)"
+    )
 
 
 EventStatus = Literal["ignored", "rejected"]  # verdicts on an event before any workspace path exists
@@ -229,10 +262,17 @@ def _handle(
 
     settings = rt.settings
     try:
-        rel = rt.mapper.relpath(ref.bucket, ref.key)
+        rels = rt.mapper.relpaths(ref.bucket, ref.keys)
     except Rejected as exc:
         obs.count("rejected")
         return Outcome.before_engine(ref, "rejected", reason=str(exc))
+    rel = rels[0]
+    if len(rels) > 1 and event_driven:  # the key may or may not have been URL-encoded: the mount decides
+        from handlers.keys import resolve
+
+        wait = min(settings.sync.visibility_wait_seconds, max(0.0, deadline - time.monotonic()))
+        rel, why = resolve(rt.engine.ws, rels, ref, wait_s=wait, deadline=deadline)
+        logger.info(f"key {ref.key!r}: {rel!r} ({why})", extra={"candidates": rels, "path": rel})
     verdict = rt.engine.triage(rel, pipelines)  # the same answer the CLI and the engine give
     if not verdict.run:
         obs.count("skipped")

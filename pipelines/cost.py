@@ -35,9 +35,12 @@ def total(manifests: Iterable[dict[str, Any]]) -> dict[str, int]:
     return sums
 
 
-def bill(sums: dict[str, int], prices: CostSettings, cache_days: int) -> dict[str, Any]:
-    """``sums`` priced: the three ways at ``cache_days`` and the mount way at other cache expiries."""
-    days = sorted({*COMPARED_DAYS, cache_days})
+def bill(
+    sums: dict[str, int], prices: CostSettings, cache_days: int, also: Iterable[int] = ()
+) -> dict[str, Any]:
+    """``sums`` priced: the three ways at ``cache_days`` and the mount way at other cache expiries (those
+    worth comparing, and ``also``: what another value would cost)."""
+    days = sorted({*COMPARED_DAYS, cache_days, *also})
     return {
         **sums,
         "cache_expiration_days": cache_days,

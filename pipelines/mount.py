@@ -123,8 +123,8 @@ def not_writable(folder: Path, exc: OSError | None = None) -> WorkspaceNotWritab
     else:
         why = f"is {owner}"
         fix = (
-            "give the S3 Files access point a PosixUser that owns its root directory "
-            "(RootDirectory.CreationPermissions OwnerUid/OwnerGid = PosixUser Uid/Gid), "
+            "give the S3 Files access point a PosixUser that owns the folder (S3 Files takes a folder's "
+            "owner from its directory marker object; a folder without one is root:root 0755), "
             f"or make the folder writable for uid {uid}; locally, run with --user matching its owner"
         )
     return WorkspaceNotWritableError(

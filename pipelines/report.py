@@ -70,9 +70,11 @@ class Report:
     not_routed: int = 0  # files under the prefix that no rule routes (or outputs of the layout)
     cost: dict[str, Any] | None = None  # the manifests' cost ledgers summed and priced (pipelines/cost.py)
 
-    def price(self, prices: CostSettings, cache_days: int) -> None:
-        """Sum the cost ledgers of the manifests found and price them (the report's cost section)."""
-        self.cost = cost.bill(cost.total(e.manifest for e in self.entries if e.manifest), prices, cache_days)
+    def price(self, prices: CostSettings, cache_days: int, also: Iterable[int] = ()) -> None:
+        """Sum the cost ledgers of the manifests found and price them (the report's cost section); the
+        mount way also at the cache expiries in ``also``."""
+        found = cost.total(e.manifest for e in self.entries if e.manifest)
+        self.cost = cost.bill(found, prices, cache_days, also=also)
 
     def summary(self) -> dict[str, Any]:
         outputs = [o for e in self.entries for o in e.outputs]

@@ -10,6 +10,7 @@ import json
 import re
 import shutil
 from pathlib import Path
+from typing import Any
 
 import pytest
 from avtools import fast_env, make_media
@@ -157,6 +158,31 @@ def test_prices_and_cache_expiry_move_the_bill(workspace: Path) -> None:
     assert res.returncode == 0
     for words in ("S3 Files, cache expiry 1 d", "30 d (configured)", "download / upload", "EFS"):
         assert words in res.stdout, res.stdout
+
+
+def test_cost_prices_another_cache_expiry(workspace: Path) -> None:
+    """`--cache-days N` prices the mount way at N as if it were configured (the stack's
+    CacheExpirationDays), beside the configured value; nothing else changes."""
+    add_samples(workspace, "photo.jpg")
+    assert run_cli("run", "-w", str(workspace), "in").returncode == 0
+
+    def bill(*args: str, **env: str) -> dict[str, Any]:
+        res = run_cli("cost", "-w", str(workspace), "--json", *args, "in", env={**cli_env(), **env})
+        assert res.returncode == 0, res.stderr
+        return dict(json.loads(res.stdout))
+
+    asked = bill("--cache-days", "5", "--cache-days", "90")
+    at5, at90 = (
+        bill(MEDIA_WORKER_SYNC__CACHE_EXPIRATION_DAYS="5"),
+        bill(MEDIA_WORKER_SYNC__CACHE_EXPIRATION_DAYS="90"),
+    )
+    by_days = asked["mount_way_usd_by_cache_days"]
+    assert by_days["5"] == at5["usd"]["mount_way"] and by_days["90"] == at90["usd"]["mount_way"]
+    assert by_days["5"] < by_days["90"]
+    assert asked["cache_expiration_days"] == 30 and asked["usd"] == bill()["usd"]
+    res = run_cli("cost", "-w", str(workspace), "--cache-days", "5", "in")
+    assert "S3 Files, cache expiry 5 d" in res.stdout, res.stdout
+    assert run_cli("cost", "-w", str(workspace), "--cache-days", "0", "in").returncode == 2
 
 
 def test_a_source_without_a_manifest_is_not_guessed(workspace: Path) -> None:

@@ -18,6 +18,7 @@ import importlib.util
 import json
 import os
 import re
+import stat
 import subprocess
 import tomllib
 from collections.abc import Callable, Iterator
@@ -464,7 +465,7 @@ def check_s3_gateway_endpoint(stack: Stack) -> None:
         "Equals": [{"Ref": "CreateS3GatewayEndpoint"}, "true"]
     }
     assert stack.t["Parameters"]["RouteTableIds"]["Type"] == "CommaDelimitedList"
-    (rule,) = stack.t["Rules"].values()
+    rule = stack.t["Rules"]["RouteTablesForTheGatewayEndpoint"]
     assert rule["RuleCondition"] == stack.t["Conditions"]["CreateS3GatewayEndpoint"]
     assert rule["Assertions"][0]["Assert"] == {"Not": [{"Contains": [{"Ref": "RouteTableIds"}, ""]}]}
 
@@ -511,7 +512,8 @@ def check_state_machine(stack: Stack) -> None:
     assert report["Type"] == "Task" and report["End"] is True
     assert report["Resource"] == "arn:aws:states:::lambda:invoke"
     assert report["Parameters"]["FunctionName"] == task["Arguments"]["FunctionName"]
-    assert report["Parameters"]["Payload"] == {"report.$": "$.prefix"}
+    assert report["Parameters"]["Payload"]["report.$"] == "$.prefix"
+    assert set(report["Parameters"]["Payload"]) <= {"report.$", "output.$"}
     assert d["States"]["ResolvePrefix"]["Parameters"]["prefix.$"] == "$.prefix"
     assert report["ResultSelector"] == {"summary.$": "$.Payload"} and report["OutputPath"] == "$.summary"
 
@@ -597,6 +599,165 @@ def check_log_group(stack: Stack) -> None:
     assert stack.props("FunctionLogGroup")["RetentionInDays"] == {"Ref": "LogRetentionInDays"}
 
 
+# -- the first deploy: parameters checked before anything is created, the workspace folder's owner -----
+
+Subnets = dict[str, dict[str, str]]  # subnet id -> {"VpcId", "AvailabilityZone"}
+
+
+def rule_value(node: Any, params: dict[str, str], subnets: Subnets, types: dict[str, str]) -> Any:
+    """A CloudFormation rule function evaluated as documented (AWS rule functions reference) for the
+    functions this template uses; Fn::ValueOf/ValueOfAll read ``subnets``, the attributes of the subnets
+    the parameters name, which only EC2 can answer on a real deploy."""
+
+    def ev(n: Any) -> Any:
+        return rule_value(n, params, subnets, types)
+
+    if isinstance(node, list):
+        return [ev(n) for n in node]
+    if not isinstance(node, dict):
+        return node
+    ((fn, arg),) = node.items()
+    fn = fn.removeprefix("Fn::")
+    if fn == "Ref":
+        return params[arg].split(",") if types[arg] == "CommaDelimitedList" else params[arg]
+    if fn == "ValueOf":
+        name, attr = arg
+        return subnets[params[name]][attr]
+    if fn == "ValueOfAll":
+        type_, attr = arg
+        return [subnets[params[n]][attr] for n, t in types.items() if t == type_]
+    if fn == "EachMemberEquals":
+        values, want = ev(arg[0]), ev(arg[1])
+        return all(v == want for v in values)
+    if fn == "Contains":
+        values, want = ev(arg[0]), ev(arg[1])
+        return want in values
+    if fn == "Equals":
+        return ev(arg[0]) == ev(arg[1])
+    if fn == "Not":
+        return not ev(arg[0])
+    raise AssertionError(f"rule function {fn}: not one this test evaluates")
+
+
+def rules_pass(stack: Stack, params: dict[str, str], subnets: Subnets) -> list[str]:
+    """The AssertDescription of every rule assertion these parameter values fail."""
+    types = {k: v["Type"] for k, v in stack.t["Parameters"].items()}
+    values = {k: str(v.get("Default", "")) for k, v in stack.t["Parameters"].items()} | params
+    failed = []
+    for rule in stack.t.get("Rules", {}).values():
+        cond = rule.get("RuleCondition")
+        if cond is not None and not rule_value(cond, values, subnets, types):
+            continue
+        for a in rule["Assertions"]:
+            if not rule_value(a["Assert"], values, subnets, types):
+                failed.append(a["AssertDescription"])
+    return failed
+
+
+def check_subnet_rules(stack: Stack) -> None:
+    """Subnets in one AZ, or outside the VPC, stop the create before any resource (CloudFormation
+    Rules); two subnets of the VPC in two AZs pass."""
+    subnets = {
+        "subnet-a": {"VpcId": "vpc-1", "AvailabilityZone": "us-east-1a"},
+        "subnet-b": {"VpcId": "vpc-1", "AvailabilityZone": "us-east-1b"},
+        "subnet-a2": {"VpcId": "vpc-1", "AvailabilityZone": "us-east-1a"},
+        "subnet-x": {"VpcId": "vpc-2", "AvailabilityZone": "us-east-1c"},
+    }
+    good = {"VpcId": "vpc-1", "SubnetA": "subnet-a", "SubnetB": "subnet-b", "RouteTableIds": "rtb-1"}
+    assert rules_pass(stack, good, subnets) == []
+    same_az = rules_pass(stack, good | {"SubnetB": "subnet-a2"}, subnets)
+    assert len(same_az) == 1 and "Availability Zone" in same_az[0], same_az
+    other_vpc = rules_pass(stack, good | {"SubnetB": "subnet-x"}, subnets)
+    assert len(other_vpc) == 1 and "VpcId" in other_vpc[0], other_vpc
+    no_tables = rules_pass(stack, good | {"RouteTableIds": ""}, subnets)
+    assert len(no_tables) == 1 and "RouteTableIds" in no_tables[0], no_tables
+    assert rules_pass(stack, good | {"RouteTableIds": "", "CreateS3GatewayEndpoint": "false"}, subnets) == []
+    described = stack.t["Parameters"]["CreateS3GatewayEndpoint"]["Description"]
+    assert "describe-vpc-endpoints" in described, "the parameter must say how to check for an endpoint"
+
+
+def check_bucket_survives_a_retry(stack: Stack) -> None:
+    """Kept on delete, but not after the create that made it rolled back (the retry would fail on the
+    name); the only object the stack writes itself is removed on that rollback."""
+    bucket = stack.res["MediaBucket"]
+    assert bucket["DeletionPolicy"] == "RetainExceptOnCreate"
+    assert bucket["UpdateReplacePolicy"] == "Retain"
+    assert stack.resolve(stack.props("WorkspaceFolder")["Bucket"]) == stack.resolve({"Ref": "MediaBucket"})
+
+
+def check_versions_expire(stack: Stack) -> None:
+    """Noncurrent versions (every lease file leaves one) and expired delete markers are removed."""
+    rules = stack.props("MediaBucket")["LifecycleConfiguration"]["Rules"]
+    whole = [r for r in rules if r["Status"] == "Enabled" and not r.get("Prefix") and not r.get("Filter")]
+    noncurrent = [
+        r["NoncurrentVersionExpiration"]["NoncurrentDays"]
+        for r in whole
+        if "NoncurrentVersionExpiration" in r
+    ]
+    assert noncurrent == [{"Ref": "NoncurrentVersionDays"}], noncurrent
+    assert 1 <= int(stack.default("NoncurrentVersionDays")) <= 30
+    markers = [r for r in whole if r.get("ExpiredObjectDeleteMarker") is True]
+    assert len(markers) == 1 and "ExpirationInDays" not in markers[0]  # S3 refuses the two in one rule
+
+
+def check_workspace_folder(stack: Stack) -> None:
+    """The workspace folder's directory marker carries the access point's POSIX user, as a directory,
+    and exists before the file system; its function may touch that one key only."""
+    folder = stack.resolve(stack.props("WorkspaceFolder"))
+    ap = stack.resolve(stack.props("AccessPoint"))
+    assert stack.res["WorkspaceFolder"]["Type"].startswith("Custom::")
+    assert folder["ServiceToken"] == "WorkspaceFolderFunction.Arn"
+    assert folder["Key"] == ap["RootDirectory"]["Path"].lstrip("/") + "/"
+    assert (folder["Uid"], folder["Gid"]) == (ap["PosixUser"]["Uid"], ap["PosixUser"]["Gid"])
+    mode = int(folder["Mode"], 8)
+    assert stat.S_ISDIR(mode) and mode & stat.S_IWUSR and mode & stat.S_IXUSR, folder["Mode"]
+    assert "WorkspaceFolder" in as_list(stack.res["FileSystem"].get("DependsOn", []))
+    with template_settings(stack) as settings:
+        assert (settings.aws.workspace_uid, settings.aws.workspace_gid) == (
+            int(folder["Uid"]),
+            int(folder["Gid"]),
+        )
+    sts = [stack.resolve(s) for s in role_statements(stack, "WorkspaceFolderRole")]
+    marker = f"MediaBucket.Arn/{folder['Key']}"
+    for s in sts:
+        if any(a.startswith("s3:") and a != "s3:ListBucketVersions" for a in as_list(s["Action"])):
+            assert as_list(s["Resource"]) == [marker], s
+    listing = by_sid(sts, "ItsVersions")
+    assert listing["Condition"]["StringEquals"]["s3:prefix"] == folder["Key"]
+    assert "VpcConfig" not in stack.props("WorkspaceFolderFunction")
+
+
+def check_upload_concurrency(stack: Stack) -> None:
+    upload = stack.props("Function")["Events"]["Upload"]["Properties"]
+    scaling = upload.get("ScalingConfig", {})
+    assert scaling.get("MaximumConcurrency") == {"Ref": "UploadMaxConcurrency"}, "no concurrency cap"
+    param = stack.t["Parameters"]["UploadMaxConcurrency"]
+    assert 2 <= param["MinValue"] <= param["Default"] <= param["MaxValue"] <= 1000  # Lambda's range
+
+
+def check_cache_expiry(stack: Stack) -> None:
+    """One parameter sets S3 Files' cache expiry and the expiry the function prices its ledger with;
+    its default is what the cost table advises for touch-once outputs."""
+    days = stack.props("FileSystem")["SynchronizationConfiguration"]["ExpirationDataRules"]
+    assert days == [{"DaysAfterLastAccess": {"Ref": "CacheExpirationDays"}}]
+    assert stack.env()["MEDIA_WORKER_SYNC__CACHE_EXPIRATION_DAYS"] == str(
+        stack.default("CacheExpirationDays")
+    )
+    assert 1 <= int(stack.default("CacheExpirationDays")) <= 2
+
+
+def check_reports_fire_no_uploads(stack: Stack) -> None:
+    """The merge step's contact sheet and summary.json land where the upload filter drops them."""
+    report = stack.definition()["States"]["Report"]["Parameters"]["Payload"]
+    kp = stack.env()["MEDIA_WORKER_AWS__KEY_PREFIX"]
+    m = re.fullmatch(r"States\.Format\('([^']*)\{\}', \$\.prefix\)", report["output.$"])
+    assert m, report
+    for prefix in ("", "incoming/", "a/b/"):
+        folder = m.group(1) + prefix
+        for name in ("index.html", "summary.json"):
+            assert not delivered(stack, kp + folder.rstrip("/") + "/" + name), folder
+
+
 CHECKS: dict[str, Callable[[Stack], None]] = {
     f.__name__.removeprefix("check_"): f
     for f in (
@@ -614,6 +775,13 @@ CHECKS: dict[str, Callable[[Stack], None]] = {
         check_alarms,
         check_eventbridge_target,
         check_log_group,
+        check_subnet_rules,
+        check_bucket_survives_a_retry,
+        check_versions_expire,
+        check_workspace_folder,
+        check_upload_concurrency,
+        check_cache_expiry,
+        check_reports_fire_no_uploads,
     )
 }
 
@@ -656,6 +824,23 @@ MUTATIONS: dict[str, Callable[[Stack], None]] = {
     "alarms": lambda s: s.res.pop("FunctionErrorsAlarm"),
     "eventbridge_target": lambda s: s.props("UploadRule")["Targets"][0].pop("DeadLetterConfig"),
     "log_group": lambda s: s.props("Function").pop("LoggingConfig"),
+    "subnet_rules": lambda s: s.t["Rules"].pop("SubnetsInTwoAvailabilityZones"),
+    "bucket_survives_a_retry": lambda s: s.res["MediaBucket"].update(DeletionPolicy="Retain"),
+    "versions_expire": lambda s: s.props("MediaBucket")["LifecycleConfiguration"].update(
+        Rules=[
+            r
+            for r in s.props("MediaBucket")["LifecycleConfiguration"]["Rules"]
+            if "ExpiredObjectDeleteMarker" not in r
+        ]
+    ),
+    "workspace_folder": lambda s: s.res["FileSystem"].pop("DependsOn"),
+    "upload_concurrency": lambda s: s.props("Function")["Events"]["Upload"]["Properties"].pop(
+        "ScalingConfig"
+    ),
+    "cache_expiry": lambda s: s.props("FileSystem")["SynchronizationConfiguration"].update(
+        ExpirationDataRules=[{"DaysAfterLastAccess": 30}]
+    ),
+    "reports_fire_no_uploads": lambda s: setattr(s, "asl", s.asl.replace("${ReportsFolder}{}", "reports/{}")),
 }
 
 
@@ -868,7 +1053,11 @@ def test_template_matches_the_code_and_settings() -> None:
         assert settings.aws.deadline_margin_seconds < stack.default("Timeout")
         assert settings.aws.metrics_namespace == "MediaWorker"
         # synchronisation rules are the ones `media-worker config sync-rules --cloudformation` prints
-        assert stack.props("FileSystem")["SynchronizationConfiguration"] == settings.sync.cloudformation()
+        sync = stack.resolve(stack.props("FileSystem")["SynchronizationConfiguration"])
+        sync["ExpirationDataRules"] = [
+            {"DaysAfterLastAccess": int(d["DaysAfterLastAccess"])} for d in sync["ExpirationDataRules"]
+        ]
+        assert sync == settings.sync.cloudformation()
 
 
 def test_samconfig_deploys_the_image() -> None:
@@ -881,3 +1070,171 @@ def test_samconfig_deploys_the_image() -> None:
     t = template()
     assert not any("RoleName" in r.get("Properties", {}) for r in t["Resources"].values())
     assert not any(r["Type"] == "AWS::Serverless::Application" for r in t["Resources"].values())
+
+
+# -- the workspace folder's deploy step (Custom::WorkspaceFolder), run here ------------------------------
+#
+# Only S3 and CloudFormation can run it for real. Here its inline code runs as Lambda would call it: its
+# S3 requests go to a botocore Stubber, which checks each request against botocore's own S3 service model
+# and answers as S3 documents (no code of ours is stubbed); its answer goes to a local HTTP server standing
+# in for CloudFormation's pre-signed response URL.
+
+BUCKET_NAME = "media-bucket"
+MARKER_META = {"file-owner": "1000", "file-group": "1000", "file-permissions": "0040755"}
+
+
+def workspace_folder_code() -> Any:
+    import types
+
+    code = template()["Resources"]["WorkspaceFolderFunction"]["Properties"]["Code"]["ZipFile"]
+    module = types.ModuleType("index")
+    exec(compile(code, "index.py", "exec"), module.__dict__)
+    return module
+
+
+@contextmanager
+def response_url() -> Iterator[tuple[str, list[dict[str, Any]]]]:
+    """A local stand-in for CloudFormation's response URL: records each PUT's JSON body."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, HTTPServer
+
+    got: list[dict[str, Any]] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_PUT(self) -> None:
+            got.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
+            self.send_response(200)
+            self.end_headers()
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = HTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}/response?signature=x", got
+    finally:
+        server.shutdown()
+        thread.join()
+
+
+def folder_event(kind: str, url: str) -> dict[str, Any]:
+    stack = Stack.load()
+    props = {k: v for k, v in stack.resolve(stack.props("WorkspaceFolder")).items() if k != "ServiceToken"}
+    return {
+        "RequestType": kind,
+        "ResponseURL": url,
+        "StackId": "arn:aws:cloudformation:us-east-1:123456789012:stack/media-worker/1",
+        "RequestId": "req-1",
+        "LogicalResourceId": "WorkspaceFolder",
+        "ResourceType": "Custom::WorkspaceFolder",
+        "ResourceProperties": {**props, "Bucket": BUCKET_NAME, "ServiceToken": "arn:aws:lambda:fn"},
+    }
+
+
+def s3_client() -> Any:
+    import boto3
+
+    return boto3.client(
+        "s3", region_name="us-east-1", aws_access_key_id="testing", aws_secret_access_key="testing"
+    )
+
+
+def run_folder(kind: str, script: Callable[[Any], None]) -> tuple[str, dict[str, Any]]:
+    from botocore.stub import Stubber
+
+    code, s3 = workspace_folder_code(), s3_client()
+    with response_url() as (url, got), Stubber(s3) as stub:
+        script(stub)
+        status = code.handler(folder_event(kind, url), None, s3=s3)
+        stub.assert_no_pending_responses()
+    (answer,) = got
+    assert answer["Status"] == status
+    assert answer["PhysicalResourceId"] == f"s3://{BUCKET_NAME}/media/"
+    assert (answer["RequestId"], answer["LogicalResourceId"]) == ("req-1", "WorkspaceFolder")
+    return status, answer
+
+
+def test_workspace_folder_creates_the_marker() -> None:
+    def script(stub: Any) -> None:
+        key = {"Bucket": BUCKET_NAME, "Key": "media/"}
+        stub.add_client_error("head_object", "404", http_status_code=404, expected_params=key)
+        stub.add_response("put_object", {}, {**key, "Body": b"", "Metadata": MARKER_META})
+
+    status, answer = run_folder("Create", script)
+    assert status == "SUCCESS" and answer["Reason"] == "created"
+
+
+def test_workspace_folder_fixes_a_marker_without_the_owner() -> None:
+    """An existing marker (say, `aws s3api put-object --key media/` before the stack) keeps its other
+    metadata and content type and gains the owner, copied onto itself as AWS's page shows."""
+
+    def script(stub: Any) -> None:
+        key = {"Bucket": BUCKET_NAME, "Key": "media/"}
+        stub.add_response(
+            "head_object",
+            {"Metadata": {"team": "x", "file-owner": "0"}, "ContentType": "application/x-directory"},
+            key,
+        )
+        stub.add_response(
+            "copy_object",
+            {},
+            {
+                **key,
+                "CopySource": key,
+                "MetadataDirective": "REPLACE",
+                "Metadata": {"team": "x", **MARKER_META},
+                "ContentType": "application/x-directory",
+            },
+        )
+
+    status, answer = run_folder("Update", script)
+    assert status == "SUCCESS" and answer["Reason"] == "updated"
+
+
+def test_workspace_folder_leaves_a_right_marker_alone() -> None:
+    def script(stub: Any) -> None:
+        stub.add_response(
+            "head_object", {"Metadata": dict(MARKER_META)}, {"Bucket": BUCKET_NAME, "Key": "media/"}
+        )
+
+    assert run_folder("Update", script)[1]["Reason"] == "unchanged"
+
+
+def test_workspace_folder_failure_fails_the_create() -> None:
+    def script(stub: Any) -> None:
+        stub.add_client_error("head_object", "403", http_status_code=403)
+
+    status, answer = run_folder("Create", script)
+    assert status == "FAILED" and "s3://media-bucket/media/" in answer["Reason"] and "403" in answer["Reason"]
+
+
+def test_workspace_folder_delete_removes_every_version() -> None:
+    """On a create rollback the marker's versions and delete markers go, so the bucket is empty and its
+    RetainExceptOnCreate deletion can succeed; other keys under the prefix are not touched."""
+
+    def script(stub: Any) -> None:
+        stub.add_response(
+            "list_object_versions",
+            {
+                "Versions": [{"Key": "media/", "VersionId": "v1"}, {"Key": "media/a.jpg", "VersionId": "v2"}],
+                "DeleteMarkers": [{"Key": "media/", "VersionId": "d1"}],
+            },
+            {"Bucket": BUCKET_NAME, "Prefix": "media/"},
+        )
+        doomed = [{"Key": "media/", "VersionId": "v1"}, {"Key": "media/", "VersionId": "d1"}]
+        stub.add_response(
+            "delete_objects", {}, {"Bucket": BUCKET_NAME, "Delete": {"Objects": doomed, "Quiet": True}}
+        )
+
+    status, answer = run_folder("Delete", script)
+    assert status == "SUCCESS" and answer["Reason"] == "deleted 2 version(s)"
+
+
+def test_workspace_folder_delete_never_blocks_the_stack() -> None:
+    def script(stub: Any) -> None:
+        stub.add_client_error("list_object_versions", "AccessDenied", http_status_code=403)
+
+    status, answer = run_folder("Delete", script)
+    assert status == "SUCCESS" and "AccessDenied" in answer["Reason"]

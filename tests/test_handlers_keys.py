@@ -158,3 +158,142 @@ def test_hostile_keys_through_the_handler_never_escape_or_crash(
         assert "not on the mount" in str(exc)
     assert sorted(p.name for p in tmp_path.iterdir()) == before
     assert not (ws / "processed").exists()
+
+
+# -- the key may or may not be URL-encoded: the mount decides (handlers/keys.py) ----------------------
+#
+# Real files on a real workspace folder, events in each shape, through `media-worker invoke`. Each target
+# has a decoy: the file the *other* reading of its key names, of another size, so a handler that took the
+# wrong reading would process the decoy.
+
+TARGETS = ["a+b.jpg", "100%.jpg", "my photo.jpg", "a:b.jpg", "é日本 +x.jpg", "%41.jpg"]
+S3_BUCKET = "media-worker-local"
+
+
+def jpeg(path: Path, width: int) -> None:
+    from PIL import Image
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.new("RGB", (width, 40), (width % 256, 90, 160)).save(path, quality=90)
+
+
+def etag(path: Path) -> str:
+    import hashlib
+
+    return hashlib.md5(path.read_bytes(), usedforsecurity=False).hexdigest()
+
+
+def eventbridge_event(key: str, path: Path) -> dict[str, Any]:
+    return render(
+        EVENTS / "eventbridge-object-created.json",
+        bucket=S3_BUCKET,
+        key=key,
+        size=str(path.stat().st_size),
+        etag=etag(path),
+        version="v1",
+    )
+
+
+def sqs_of(bodies: list[dict[str, Any]]) -> dict[str, Any]:
+    """Messages as the upload queue hands them to the function (EventBridge -> SQS)."""
+    return {
+        "Records": [
+            {
+                "messageId": f"m{i}",
+                "receiptHandle": f"r{i}",
+                "body": json.dumps(b),
+                "attributes": {"ApproximateReceiveCount": "1", "SentTimestamp": "1795730000000"},
+                "messageAttributes": {},
+                "md5OfBody": "x",
+                "eventSource": "aws:sqs",
+                "eventSourceARN": "arn:aws:sqs:eu-west-1:123456789012:uploads",
+                "awsRegion": "eu-west-1",
+            }
+            for i, b in enumerate(bodies)
+        ]
+    }
+
+
+def cli_invoke(ws: Path, event: dict[str, Any], tmp: Path) -> dict[str, Any]:
+    from conftest import cli_env, run_cli
+
+    path = tmp / "event.json"
+    path.write_text(json.dumps(event))
+    res = run_cli(
+        "invoke", "-e", str(path), "-w", str(ws), "--bucket", S3_BUCKET,
+        env=cli_env(MEDIA_WORKER_SYNC__VISIBILITY_WAIT_SECONDS="0"),
+    )  # fmt: skip
+    assert res.returncode == 0, res.stderr[-3000:]
+    return dict(json.loads(res.stdout))
+
+
+def manifests(ws: Path) -> set[str]:
+    root = ws / "processed/_manifests"
+    return {p.relative_to(root).as_posix().removesuffix(".json") for p in root.rglob("*.json")}
+
+
+@pytest.mark.parametrize("shape", ["s3-encoded", "eventbridge-raw", "eventbridge-encoded"])
+def test_every_reading_of_a_key_finds_the_uploaded_object(shape: str, tmp_path: Path) -> None:
+    """`+`, `%`, space, colon and non-ASCII keys, URL-encoded (as S3 notifications carry them) or not (as
+    EventBridge may): the object with the event's size is processed, never the other reading's file."""
+    from urllib.parse import quote_plus, unquote_plus
+
+    ws = tmp_path / "ws"
+    expected, decoys = set(), set()
+    for i, target in enumerate(TARGETS):
+        key = target if shape == "eventbridge-raw" else quote_plus(target, safe="/")
+        other = unquote_plus(key) if key == target else key  # what the wrong reading would name
+        jpeg(ws / target, 60 + 10 * i)
+        if other != target:
+            jpeg(ws / other, 300 + 10 * i)
+            decoys.add(other)
+        expected.add(target)
+    if shape == "s3-encoded":
+        records = [s3_notification(t, bucket=S3_BUCKET)["Records"][0] for t in TARGETS]  # encodes
+        for rec, t in zip(records, TARGETS, strict=True):
+            rec["s3"]["object"].update(size=(ws / t).stat().st_size, eTag=etag(ws / t))
+        doc = cli_invoke(ws, {"Records": records}, tmp_path)
+        assert doc["counts"] == {"ok": len(TARGETS)}, doc
+    else:
+        bodies = [
+            eventbridge_event(t if shape == "eventbridge-raw" else quote_plus(t, safe="/"), ws / t)
+            for t in TARGETS
+        ]
+        doc = cli_invoke(ws, sqs_of(bodies), tmp_path)
+        assert doc == {"batchItemFailures": []}, doc
+    assert decoys, "every shape has at least one key whose readings differ"
+    assert manifests(ws) == expected, (manifests(ws), expected)
+
+
+def tiff(path: Path, shade: int, size: tuple[int, int] = (64, 48)) -> None:
+    """Uncompressed: two of the same pixel size are the same number of bytes."""
+    from PIL import Image
+
+    Image.new("RGB", size, (shade, 40, 200)).save(path, compression=None)
+
+
+@pytest.mark.parametrize("multipart", [False, True], ids=["single-part", "multipart-8MiB"])
+def test_the_etag_decides_between_two_files_of_the_event_size(multipart: bool, tmp_path: Path) -> None:
+    """EventBridge key 'x+y.tif': both 'x y.tif' and 'x+y.tif' exist with the same size; the event's
+    ETag (an MD5, or for a multipart upload the MD5 of its 8 MiB parts' MD5s, '-N') names the right one."""
+    import hashlib
+
+    ws = tmp_path / "ws"
+    ws.mkdir()
+    size = (2000, 1500) if multipart else (64, 48)  # 9 MB: two 8 MiB parts
+    tiff(ws / "x+y.tif", 10, size)
+    tiff(ws / "x y.tif", 250, size)
+    target = ws / "x+y.tif"
+    assert target.stat().st_size == (ws / "x y.tif").stat().st_size
+    event = eventbridge_event("x+y.tif", target)
+    if multipart:
+        data, part = target.read_bytes(), 8 << 20
+        digests = b"".join(
+            hashlib.md5(data[i : i + part], usedforsecurity=False).digest() for i in range(0, len(data), part)
+        )
+        n = -(-len(data) // part)
+        assert n == 2
+        event["detail"]["object"]["etag"] = hashlib.md5(digests, usedforsecurity=False).hexdigest() + f"-{n}"
+    doc = cli_invoke(ws, event, tmp_path)
+    assert doc["counts"] == {"ok": 1}, doc
+    assert manifests(ws) == {"x+y.tif"}

@@ -136,6 +136,39 @@ def as_nobody(*args: str) -> subprocess.CompletedProcess[str]:
     )  # fmt: skip
 
 
+def test_unwritable_s3files_workspace_names_the_exact_fix(root_owned_ws: Path) -> None:
+    """Deployed (the template sets the bucket, the key prefix and the access point's POSIX user), a
+    root-owned 0755 workspace folder - what S3 Files makes of a folder without a directory marker - fails
+    the invocation with the one command that makes the access point's user its owner."""
+    import re
+    import shlex
+
+    env = cli_env(
+        HOME="/tmp",
+        MEDIA_WORKER_AWS__BUCKET="media-worker-local",
+        MEDIA_WORKER_AWS__KEY_PREFIX="media/",
+        MEDIA_WORKER_AWS__WORKSPACE_UID="1000",
+        MEDIA_WORKER_AWS__WORKSPACE_GID="1001",
+    )
+    res = subprocess.run(
+        [sys.executable, "-m", "handlers.cli", "invoke", "-e", str(EVENTS / "s3-put-photo.json"), "-w",
+         str(root_owned_ws)],
+        capture_output=True, text=True, env=env, cwd=REPO, user=NOBODY, group=NOBODY, timeout=300,
+    )  # fmt: skip
+    assert res.returncode == 1, res
+    doc = json.loads(res.stdout)
+    assert doc["errorType"] == "WorkspaceNotWritableError", doc
+    found = re.search(r"`(aws s3api put-object [^`]*)`", doc["errorMessage"])
+    assert found, doc["errorMessage"]
+    argv = shlex.split(found.group(1))
+    opts = dict(zip(argv[3::2], argv[4::2], strict=True))
+    assert opts["--bucket"] == "media-worker-local" and opts["--key"] == "media/"
+    meta = json.loads(opts["--metadata"])
+    assert meta == {"file-owner": "1000", "file-group": "1001", "file-permissions": "0040755"}
+    assert int(meta["file-permissions"], 8) & 0o170000 == 0o040000  # a directory
+    assert "media-worker redrive" in doc["errorMessage"]
+
+
 def test_unwritable_workspace_is_one_configuration_error(root_owned_ws: Path) -> None:
     ws = root_owned_ws
     res = as_nobody("run", "-w", str(ws), ".")

@@ -14,6 +14,7 @@ import shutil
 import subprocess
 import sys
 from importlib import metadata
+from typing import Any
 
 import pytest
 from conftest import REPO
@@ -99,3 +100,64 @@ def test_venv_matches_the_lock() -> None:
         if name not in skip and lock.get(name) != d.version:
             drift[name] = (d.version, lock.get(name))
     assert not drift, f"installed vs requirements-dev.lock: {drift}"
+
+
+# -- pins that Debian has replaced: found before a build, with the command that fixes them --------------
+
+needs_apt = pytest.mark.skipif(
+    shutil.which("apt-cache") is None, reason="no apt-cache (not a Debian machine)"
+)
+CHECK = [str(REPO / "scripts/system-packages.sh"), "--check"]
+ALL_SCOPES = ["runtime", "build", "dev", "imagetest", "bench"]
+
+
+def with_list(text: str, tmp_path: Any) -> dict[str, str]:
+    path = tmp_path / "system-packages.txt"
+    path.write_text(text)
+    return {**os.environ, "SYSTEM_PACKAGES_LIST": str(path)}
+
+
+@needs_apt
+def test_every_pinned_version_is_still_served() -> None:
+    """What `apt-cache madison` lists for the apt sources of this machine (CI runs apt-get update first,
+    .ci/run): a pinned version Debian has removed fails here, not halfway through `sam build`."""
+    res = subprocess.run([*CHECK, *ALL_SCOPES], capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stderr
+
+
+@needs_apt
+def test_a_superseded_pin_stops_with_one_message_naming_it_and_the_fix(tmp_path: Any) -> None:
+    text = LIST.read_text()
+    old = pinned("runtime")["python3.11"]
+    env = with_list(
+        text.replace(f"python3.11              {old}", "python3.11              3.11.2-6+deb12u0"), tmp_path
+    )
+    res = subprocess.run([*CHECK, "runtime", "build"], capture_output=True, text=True, env=env, timeout=120)
+    assert res.returncode == 1
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 1, res.stderr
+    assert "python3.11=3.11.2-6+deb12u0" in lines[0] and "scripts/update-pins.sh" in lines[0]
+    assert "python3.11-minimal" not in lines[0]  # only what is gone
+    # the Dockerfile runs the check in both stages, before apt-get install
+    stages = re.split(r"^FROM ", (REPO / "Dockerfile").read_text(), flags=re.M)[1:]
+    for stage in stages:
+        assert stage.index("system-packages.sh --check") < stage.index("apt-get install")
+    assert "system-packages.sh --check" in (REPO / ".ci/run").read_text()
+
+
+@needs_apt
+def test_update_pins_moves_a_gone_version_to_the_one_served(tmp_path: Any) -> None:
+    text = LIST.read_text()
+    old = pinned("runtime")["python3.11"]
+    stale = text.replace(f"python3.11              {old}", "python3.11              3.11.2-6+deb12u0")
+    env = with_list(stale, tmp_path)
+    res = subprocess.run(
+        [str(REPO / "scripts/update-pins.sh")], capture_output=True, text=True, env=env, timeout=120
+    )
+    assert res.returncode == 0, res.stderr
+    candidate = subprocess.run(["apt-cache", "policy", "python3.11"], capture_output=True, text=True).stdout
+    now = re.search(r"Candidate: (\S+)", candidate).group(1)  # type: ignore[union-attr]
+    updated = (tmp_path / "system-packages.txt").read_text()
+    assert f"python3.11 3.11.2-6+deb12u0 -> {now}" in res.stdout
+    assert updated == stale.replace("3.11.2-6+deb12u0", now.ljust(len("3.11.2-6+deb12u0")), 1)
+    assert subprocess.run([*CHECK, *ALL_SCOPES], env=env, capture_output=True).returncode == 0
