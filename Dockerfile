@@ -50,7 +50,7 @@ RUN /opt/venv/bin/pip install -q ${PIP_CERT:+--cert "$PIP_CERT"} --no-deps -c re
       'for so; do if readelf -S "$so" | grep "\.debug_info" >/dev/null; then strip --strip-debug "$so"; fi; done' \
       sh {} + \
  && /opt/venv/bin/python -m compileall -q --invalidation-mode unchecked-hash /opt/venv/lib \
- && /opt/venv/bin/python -c "import handlers.lambda_function, pipelines.registry as r; print(sorted(r.load_registry().pipelines))"
+ && /opt/venv/bin/python -c "import handlers.lambda_function, pipelines.core.registry as r; print(sorted(r.load_registry().pipelines))"
 
 FROM ${BASE_IMAGE}
 SHELL ["/bin/bash", "-o", "pipefail", "-c"]
@@ -63,7 +63,7 @@ RUN apt-get update \
  && tesseract --list-langs
 COPY --from=build /opt/venv /opt/venv
 # ask ffmpeg and tesseract their versions, options, encoders and language packs once, here: the answers
-# are kept in /opt/venv/var/cache/media-worker/tool-queries.json (pipelines/_exec/query_cache.py), so a
+# are kept in /opt/venv/var/cache/media-worker/tool-queries.json (pipelines/tools/query_cache.py), so a
 # cold start runs no program (~0.3 s less); the function still checks every program at init
 RUN MEDIA_WORKER_WORKSPACE=/tmp /opt/venv/bin/media-worker pipelines \
  && test -s /opt/venv/var/cache/media-worker/tool-queries.json

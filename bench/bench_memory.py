@@ -191,7 +191,7 @@ def make_scan_pdf(path: Path, pages: int) -> str:
 
 
 def make_video(path: Path, min_bytes: int, work: Path) -> str:
-    from pipelines._exec import ffmpeg as ff
+    from pipelines.tools import ffmpeg as ff
 
     exe = ff.locate().path
     clip = work / "clip.mp4"

@@ -32,7 +32,7 @@ sys.path.insert(0, str(REPO))
 from rapidfuzz.distance import Levenshtein  # noqa: E402
 
 from config.settings import load_settings  # noqa: E402
-from pipelines.engine import Engine  # noqa: E402
+from pipelines.core.engine import Engine  # noqa: E402
 
 SAMPLES = REPO / "sample_media"
 CORPUS = REPO.parent / "shared" / "corpus"

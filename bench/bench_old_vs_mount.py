@@ -103,7 +103,7 @@ def make_inputs(folder: Path, photos: int, video_s: int, pages: int) -> dict[str
     from bench_memory import make_scan_pdf
     from bench_thumbnails import make_photo
 
-    from pipelines._exec import ffmpeg as ff
+    from pipelines.tools import ffmpeg as ff
 
     folder.mkdir(parents=True, exist_ok=True)
     shots = []
@@ -176,7 +176,7 @@ def counting(s3: Any) -> Counter[str]:
 
 
 def event_for(bucket: str, key: str, size: int) -> dict[str, Any]:
-    from handlers.local_trigger import Change, s3_notification
+    from handlers.local.trigger import Change, s3_notification
 
     return s3_notification(Change(key, size, None, False, time.time_ns()), bucket)
 
@@ -206,7 +206,7 @@ def outputs_of(results: list[Any]) -> list[str]:
 def run_old(case: Case, settings: Any, status: dict[str, Any], tmp: Path) -> Way:
     from old_way import OldWay, plumbing_lines
 
-    from handlers.local_stack import boto3_client
+    from handlers.local.stack import boto3_client
 
     s3, checker = boto3_client(status), boto3_client(status)
     seen = counting(s3)
@@ -238,8 +238,8 @@ def run_old(case: Case, settings: Any, status: dict[str, Any], tmp: Path) -> Way
 
 
 def run_mount(case: Case, status: dict[str, Any], tmp: Path) -> Way:
-    from handlers.local_invoke import LocalContext, invoke
-    from handlers.local_stack import boto3_client
+    from handlers.local.invoke import LocalContext, invoke
+    from handlers.local.stack import boto3_client
     from handlers.runtime import reset_runtime, runtime
 
     checker = boto3_client(status)
@@ -364,7 +364,7 @@ def main() -> int:
     args = ap.parse_args()
 
     from config.settings import load_settings
-    from handlers.local_stack import Stack, boto3_client
+    from handlers.local.stack import Stack, boto3_client
 
     work = Path(tempfile.mkdtemp(prefix="bench-old-vs-mount-", dir=args.workdir))
     settings = load_settings(None, stack={"input_prefix": "trigger/"})

@@ -35,9 +35,9 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from config.settings import load_settings
-from pipelines._exec import ffmpeg as ff
-from pipelines.engine import Engine
-from pipelines.imaging import open_image, render_thumbnails
+from pipelines.core.engine import Engine
+from pipelines.media.imaging import open_image, render_thumbnails
+from pipelines.tools import ffmpeg as ff
 
 LADDERS = {
     "1 rung": [{"height": 720, "max_kbps": 3500}],

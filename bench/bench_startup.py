@@ -69,15 +69,15 @@ DELETE_EVENT = {
 }
 NO_WORK = """
 import json, sys
-from handlers.local_invoke import LocalContext
+from handlers.local.invoke import LocalContext
 import handlers.lambda_function as fn
 out = fn.handler(json.loads(sys.argv[1]), LocalContext(60))
 assert out["counts"] == {"ignored": 1}, out
 """
 TWO_JOBS = """
 import json, sys, time
-from handlers.local_invoke import LocalContext
-from handlers.local_trigger import Change, s3_notification
+from handlers.local.invoke import LocalContext
+from handlers.local.trigger import Change, s3_notification
 import handlers.lambda_function as fn
 times = []
 for key in sys.argv[1:]:
@@ -90,8 +90,8 @@ print(json.dumps(times))
 """
 FIRST_USE = """
 import importlib, time
-from pipelines.engine import Engine
-from pipelines.thumbnails import ThumbnailPipeline as T
+from pipelines.core.engine import Engine
+from pipelines.builtin.thumbnails import ThumbnailPipeline as T
 t0 = time.perf_counter()
 for m in T.warm_modules:  # the thumbnails pipeline's first-use imports, after what every job has
     importlib.import_module(m)

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Benchmark: three thumbnail sizes from a 24-megapixel photo-like JPEG, three ways.
 
-* ours  - read the file in 1 MiB buffered reads, ``pipelines.imaging.render_thumbnails``
+* ours  - read the file in 1 MiB buffered reads, ``pipelines.media.imaging.render_thumbnails``
 * naive - ``Image.open``; per size ``im.copy()``, ``thumbnail(box)``, ``save(..., quality=85)``
 * vips  - ``vipsthumbnail SRC -s WxH -o OUT.jpg[Q=85]``, one process per size
 * pyvips - libvips in-process, its own way: ``thumbnail`` (shrink-on-load) to the largest box, each
@@ -39,7 +39,7 @@ from PIL import Image, ImageChops, ImageDraw, ImageFilter, ImageStat
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from pipelines.imaging import render_thumbnails
+from pipelines.media.imaging import render_thumbnails
 
 BOXES: dict[str, tuple[int, int]] = {"thumb": (150, 150), "medium": (800, 600), "large": (1920, 1080)}
 MAX_PIXELS = 100_000_000

@@ -37,11 +37,11 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from config.settings import load_settings
-from pipelines import avjob
-from pipelines._exec import ffmpeg as ff
-from pipelines.avjob import Branch, Decode
-from pipelines.engine import Engine
-from pipelines.transcode import TranscodeBranch
+from pipelines.builtin.av import group as avjob
+from pipelines.builtin.av.group import Branch, Decode
+from pipelines.builtin.av.transcode import TranscodeBranch
+from pipelines.core.engine import Engine
+from pipelines.tools import ffmpeg as ff
 
 LADDER = [
     {"height": 720, "max_kbps": 3500},

@@ -14,7 +14,7 @@ from typing import Any
 from urllib.parse import unquote_plus
 
 from config.settings import Settings
-from pipelines.engine import Engine, SourceResult
+from pipelines.core.engine import Engine, SourceResult
 
 
 class OldWay:

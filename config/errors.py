@@ -71,7 +71,7 @@ class PathError(BadInputError):
 class MissingDependencyError(MediaWorkerError):
     """An external program or library needed by a pipeline is missing or too old.
 
-    Checked once before any file is processed (:meth:`pipelines.engine.Engine.preflight`): the CLI exits
+    Checked once before any file is processed (:meth:`pipelines.core.engine.Engine.preflight`): the CLI exits
     3 with one message; on Lambda it is an initialisation error.
     """
 

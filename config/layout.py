@@ -161,12 +161,12 @@ class Layout(BaseModel):
 
     def lease_path(self, source: str) -> str:
         """The job's lease file: beside the manifest, so rules and upload filters ignore it as they do
-        the manifest (pipelines/lease.py)."""
+        the manifest (pipelines/workspace/lease.py)."""
         return self.manifest_path(source) + LEASE_SUFFIX
 
     def failure_path(self, source: str) -> str:
-        """The record of a source's last failure (pipelines/failure.py): beside the manifest, like the
-        lease, and removed when a later job commits its manifest."""
+        """The record of a source's last failure (pipelines/workspace/failure.py): beside the manifest,
+        like the lease, and removed when a later job commits its manifest."""
         return self.manifest_path(source) + FAILURE_SUFFIX
 
     def is_output(self, relpath: str, pipelines: Iterable[str] = ()) -> bool:

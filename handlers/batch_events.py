@@ -1,7 +1,7 @@
 """Batch runs: a prefix walked directly, Step Functions Distributed Map batches, S3 Batch Operations.
 
 * Direct invocation ``{"prefix": "incoming/", "pipelines": [...], "max_items": N, "cursor": "..."}``:
-  walks the mount under the prefix in :func:`pipelines.mount.sort_key` order, stops before the time
+  walks the mount under the prefix in :func:`pipelines.workspace.mount.sort_key` order, stops before the time
   budget (or ``max_items``) runs out, and returns counts, failures and a ``cursor`` (the last source
   finished) to pass back in; ``"done": true`` when the walk is complete.
 * Distributed Map (S3 ItemReader + ItemBatcher): ``{"Items": [{"Key", "Size", "Etag", "StorageClass"}],
@@ -55,7 +55,7 @@ def _split_prefix(prefix: Any) -> tuple[str, str]:
 
 
 def run_prefix(rt: Runtime, event: dict[str, Any], deadline: float) -> dict[str, Any]:
-    from pipelines.mount import clean_relpath, sort_key
+    from pipelines.workspace.mount import clean_relpath, sort_key
 
     folder, prefix = _split_prefix(event.get("prefix"))
     pipelines = check_pipelines(rt, event.get("pipelines"))

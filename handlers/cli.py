@@ -18,8 +18,8 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from config.errors import ExitCode, MediaWorkerError
-from handlers.cli_stack import stack_app
 from handlers.console import err, out
+from handlers.local.cli import stack_app
 
 if TYPE_CHECKING:  # settings, engine and rich load when a command needs them (start-up: bench_startup.py)
     from config.settings import Settings
@@ -119,8 +119,8 @@ def _run(
 ) -> list[SourceResult]:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from pipelines.engine import Engine
-    from pipelines.pool import iter_sources, run_many
+    from pipelines.batch.pool import iter_sources, run_many
+    from pipelines.core.engine import Engine
 
     try:
         engine = Engine(settings)
@@ -218,7 +218,7 @@ def pipelines(config: ConfigOpt = None) -> None:
     """List installed pipelines (and ones that failed to load)."""
     from rich.table import Table
 
-    from pipelines.registry import load_registry
+    from pipelines.core.registry import load_registry
 
     settings = _settings(config)
     reg = load_registry()
@@ -248,8 +248,8 @@ def config_show(config: ConfigOpt = None) -> None:
 @config_app.command("validate")
 def config_validate(config: ConfigOpt = None) -> None:
     """Check the configuration; exit 2 with the bad keys named if it is invalid."""
-    from pipelines.engine import rules_in_force
-    from pipelines.registry import load_registry
+    from pipelines.core.engine import rules_in_force
+    from pipelines.core.registry import load_registry
 
     settings = _settings(config)
     reg = load_registry()
@@ -379,8 +379,8 @@ def cost(
     """What the jobs under a prefix did on storage and what it costs: the mount way (S3 Files, by
     cache expiry), the old way (GET the source, PUT each output) and EFS; from the manifests' ledgers.
     Prices are approximate (config [cost])."""
-    from pipelines.engine import Engine
-    from pipelines.report import collect, default_folder
+    from pipelines.batch.report import collect, default_folder
+    from pipelines.core.engine import Engine
 
     settings = _settings(config, workspace=workspace)
     try:
@@ -446,8 +446,8 @@ def _print_bill(prefix: str, bill: dict[str, Any], missing: int) -> None:
 
 
 def _report(settings: Settings, prefix: str, out_dir: str | None) -> dict[str, Any]:
-    from pipelines.engine import Engine
-    from pipelines.report import collect, default_folder, write
+    from pipelines.batch.report import collect, default_folder, write
+    from pipelines.core.engine import Engine
 
     try:
         engine = Engine(settings)
@@ -482,8 +482,8 @@ def invoke(
     Exit 0 when the handler returned, 1 when it raised (Lambda's errorType/errorMessage are printed),
     2 for a file that is not JSON or an event shape the function does not handle.
     """
-    from handlers.local_invoke import InvokeError, LocalContext, read_event
-    from handlers.local_invoke import invoke as call
+    from handlers.local.invoke import InvokeError, LocalContext, read_event
+    from handlers.local.invoke import invoke as call
     from handlers.runtime import reset_runtime
 
     for key, value in (("WORKSPACE", workspace), ("AWS__BUCKET", bucket), ("CONFIG", config)):

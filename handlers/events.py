@@ -64,7 +64,7 @@ class KeyMapper:
         """The path of ``key`` under the workspace; raises :class:`Rejected` with the reason."""
         from config.errors import PathError
         from config.layout import MAX_KEY_BYTES
-        from pipelines.mount import clean_relpath
+        from pipelines.workspace.mount import clean_relpath
 
         if bucket is not None:
             if self.bucket is None:

@@ -21,7 +21,7 @@ from collections.abc import Sequence
 
 from config.errors import MediaWorkerError
 from handlers.events import ObjectRef
-from pipelines.mount import Workspace
+from pipelines.workspace.mount import Workspace
 
 MIB = 1 << 20
 # part sizes of multipart uploads worth trying for an ETag ending in "-N": the AWS CLI's and boto3's

@@ -15,7 +15,7 @@ from handlers.runtime import LambdaContext, runtime
 
 
 def process(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    from pipelines.report import collect, default_folder, write
+    from pipelines.batch.report import collect, default_folder, write
 
     prefix, folder = event.get("report"), event.get("output")
     if not isinstance(prefix, str) or not (folder is None or isinstance(folder, str)):

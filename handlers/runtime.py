@@ -21,7 +21,7 @@ from handlers.observability import logger
 
 if TYPE_CHECKING:
     from config.settings import Settings
-    from pipelines.engine import Engine
+    from pipelines.core.engine import Engine
     from pipelines.result import SourceResult, Status
 
 MIB = 1 << 20
@@ -43,7 +43,7 @@ def runtime() -> Runtime:
     global _runtime
     if _runtime is None:
         from config.settings import load_settings
-        from pipelines.engine import Engine
+        from pipelines.core.engine import Engine
 
         settings = load_settings()
         obs.configure(settings.aws)
@@ -258,7 +258,7 @@ def handle_object(
 def _handle(
     rt: Runtime, ref: ObjectRef, deadline: float, pipelines: Sequence[str] | None, event_driven: bool
 ) -> Outcome:
-    from pipelines.engine import SourceMeta
+    from pipelines.core.engine import SourceMeta
 
     settings = rt.settings
     try:

@@ -1,7 +1,7 @@
 """The pipeline plug-in spec: what a pipeline is, what it is given, and who calls what.
 
 Built-in and third-party pipelines are classes registered under the entry-point group
-``media_worker.pipelines`` (see :mod:`pipelines.registry`)::
+``media_worker.pipelines`` (see :mod:`pipelines.core.registry`)::
 
     [project.entry-points."media_worker.pipelines"]
     watermark = "my_package.watermark:WatermarkPipeline"
@@ -25,7 +25,7 @@ from config.deadline import Deadline
 from config.settings import Settings
 
 if TYPE_CHECKING:
-    from pipelines.mount import StorageIO
+    from pipelines.workspace.mount import StorageIO
 
 
 @dataclass(frozen=True)

@@ -93,7 +93,7 @@ FAILURE_SUFFIX = ".json.failed"  # the default layout: processed/_manifests/<sou
 
 
 def failure_records(ws: Path) -> dict[str, dict[str, Any]]:
-    """The failure records under ``ws`` (pipelines/failure.py), by source path, each checked: the
+    """The failure records under ``ws`` (pipelines/workspace/failure.py), by source path, each checked: the
     schema, and that it sits where the default layout puts that source's record."""
     records = {}
     for p in sorted(ws.rglob(f"*{FAILURE_SUFFIX}")):

@@ -22,8 +22,8 @@ from typing import Any, ClassVar
 from config.base import Section
 from config.errors import BadInputError
 from config.settings import Settings, load_settings
-from pipelines.engine import Engine
-from pipelines.registry import Registry
+from pipelines.core.engine import Engine
+from pipelines.core.registry import Registry
 from pipelines.spec import Job, Pipeline, PlannedOutput, SourceInfo
 
 GATE_LIMIT = 300.0  # a gate the test never opens (a test that failed) ends the job instead of hanging

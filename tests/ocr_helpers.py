@@ -9,7 +9,7 @@ from typing import Any
 from rapidfuzz.distance import Levenshtein
 
 from config.settings import load_settings
-from pipelines.engine import Engine, SourceResult
+from pipelines.core.engine import Engine, SourceResult
 
 
 def engine(ws: Path, **ocr: Any) -> Engine:

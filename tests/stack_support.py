@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 from conftest import REPO, cli_env
 
-from handlers.local_stack import boto3_client
+from handlers.local.stack import boto3_client
 
 FAST_CONFIG = """
 [transcode]

@@ -14,8 +14,8 @@ from config.errors import ConfigError, PathError
 from config.layout import Layout
 from config.rules import Rule, select_pipelines
 from config.settings import Settings, load_settings
-from pipelines.engine import rules_in_force
-from pipelines.registry import load_registry
+from pipelines.core.engine import rules_in_force
+from pipelines.core.registry import load_registry
 
 
 def in_force(s: Settings) -> list[Rule]:

@@ -204,7 +204,7 @@ KIB = 1024
 def test_reads_are_metered_as_s3_files_meters_them() -> None:
     """Below 128 KiB a read goes through the cache and is metered at least 32 KiB; from 128 KiB it is
     direct (served from S3) and not metered there; a read of 0 bytes (end of file) is no request."""
-    from pipelines.mount import StorageIO
+    from pipelines.workspace.mount import StorageIO
 
     io = StorageIO()
     for n in (1, 32 * KIB - 1, 32 * KIB, 32 * KIB + 1, 128 * KIB - 1, 128 * KIB, 3 * 1024 * KIB, 0):
@@ -223,7 +223,7 @@ def test_a_jobs_ledger_and_bill_by_hand(workspace: Path) -> None:
     manifest.  Every figure of the ledgers, their sum and the three ways' USD, worked out here."""
     from gate_pipeline import gate_engine
 
-    from pipelines import cost
+    from pipelines.batch import cost
 
     (workspace / "in").mkdir()
     (workspace / "in/a.txt").write_bytes(b"a" * (2 * 128 * KIB + 1000))

@@ -15,8 +15,8 @@ from test_plugins import plugin_site  # noqa: F401 - the pip-installed mw_wordco
 
 from config.rules import select_pipelines
 from config.settings import load_settings
-from pipelines.engine import Engine, rules_in_force
-from pipelines.registry import load_registry
+from pipelines.core.engine import Engine, rules_in_force
+from pipelines.core.registry import load_registry
 from pipelines.spec import SourceInfo
 
 # what a new user's old files are called; before the declarations, the default rules missed these

@@ -34,8 +34,8 @@ import yaml
 from conftest import REPO, tool
 from lambda_support import EVENTS, render
 
-from pipelines.engine import rules_in_force
-from pipelines.registry import load_registry
+from pipelines.core.engine import rules_in_force
+from pipelines.core.registry import load_registry
 
 TEMPLATE = REPO / "template.yaml"
 SAMCONFIG = REPO / "samconfig.toml"

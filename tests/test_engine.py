@@ -12,7 +12,7 @@ from conftest import SAMPLES, failure_records, files_but_failure_records
 from gate_pipeline import gate_engine
 
 from config.settings import load_settings
-from pipelines.engine import Engine, SourceMeta
+from pipelines.core.engine import Engine, SourceMeta
 
 
 def engine_for(ws: Path, **overrides: object) -> Engine:

@@ -19,10 +19,10 @@ from PIL import Image, ImageStat
 
 from config.rules import named_suffixes, select_pipelines
 from config.settings import load_settings
-from pipelines.engine import Engine, rules_in_force
-from pipelines.ocr import OcrPipeline
-from pipelines.registry import load_registry
-from pipelines.thumbnails import IMAGE_INPUTS, ThumbnailPipeline
+from pipelines.builtin.ocr.pipeline import OcrPipeline
+from pipelines.builtin.thumbnails import IMAGE_INPUTS, ThumbnailPipeline
+from pipelines.core.engine import Engine, rules_in_force
+from pipelines.core.registry import load_registry
 
 AV = ["transcode", "video_thumbnails"]
 H263_AMR = ("-s", "176x144", "-c:v", "h263", "-c:a", "libopencore_amrnb", "-ar", "8000", "-ac", "1")
@@ -123,7 +123,7 @@ def test_new_audio_video_formats_give_checked_outputs(name: str, av_dir: Path, w
 
 def test_mpg_is_taken_as_program_or_elementary_stream(av_dir: Path) -> None:
     """The same suffix, two containers: the probe tells them apart and ffmpeg is forced to that one."""
-    from pipelines._exec.probe import probe
+    from pipelines.tools.probe import probe
 
     demuxers = load_settings(None).transcode.allowed_demuxers()
     ps = probe(av_dir / "program.mpg", allowed_demuxers=demuxers)

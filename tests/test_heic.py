@@ -19,7 +19,7 @@ from ocr_helpers import cer, engine, text_of
 from PIL import Image, ImageCms, ImageStat
 
 from config.errors import BadInputError
-from pipelines.imaging import open_image, render_thumbnails
+from pipelines.media.imaging import open_image, render_thumbnails
 
 RED, GREEN = (200, 40, 40), (40, 190, 60)
 BOXES = {"thumb": (150, 150), "large": (1920, 1080)}

@@ -244,7 +244,7 @@ def test_the_lambda_init_in_the_image_runs_no_program(tmp_path: Path) -> None:
     init = (
         "import sys; started = []; "
         "sys.addaudithook(lambda e, a: started.append(a[0]) if e == 'subprocess.Popen' else None); "
-        "import handlers.lambda_function; from pipelines._exec import ffmpeg; "
+        "import handlers.lambda_function; from pipelines.tools import ffmpeg; "
         "print(len(started), ffmpeg.located().path)"
     )
     for cache, want in (("", lambda n: n >= 4), (None, lambda n: n == 0)):
@@ -528,7 +528,9 @@ def test_upload_trigger_runs_the_image_on_the_mounted_bucket(tmp_path: Path) -> 
 
 def test_the_pool_sizes_itself_from_the_containers_cpu_quota() -> None:
     """`--cpus 1` on a 2-core host: the cgroup's cpu.max, not os.cpu_count(), sizes the process pool."""
-    probe = "import os; from pipelines.pool import available_cpus; print(os.cpu_count(), available_cpus())"
+    probe = (
+        "import os; from pipelines.batch.pool import available_cpus; print(os.cpu_count(), available_cpus())"
+    )
     for cpus, want in (("1", 1), ("1.5", 2)):
         res = podman(
             "run", "--rm", *ULIMITS, "--network", "none", "--read-only", f"--cpus={cpus}",

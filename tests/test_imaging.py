@@ -1,4 +1,4 @@
-"""Tests of pipelines.imaging with real Pillow: the shared corpus, targeted properties, draft mode."""
+"""Tests of pipelines.media.imaging with real Pillow: the shared corpus, targeted properties, draft mode."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import pytest
 from PIL import Image, ImageChops, ImageFilter, ImageOps, ImageStat, features
 
 from config.errors import BadInputError
-from pipelines.imaging import Box, encode, fit_sizes, load_for_box, open_image, render_thumbnails
+from pipelines.media.imaging import Box, encode, fit_sizes, load_for_box, open_image, render_thumbnails
 
 REPO = Path(__file__).resolve().parents[1]
 CORPUS = REPO.parent / "shared" / "corpus"
@@ -139,7 +139,7 @@ def test_corpus_never_crashes_the_interpreter() -> None:
         resource.setrlimit(resource.RLIMIT_AS, (3 << 30, 3 << 30))
         sys.path.insert(0, {str(REPO)!r})
         from config.errors import BadInputError
-        from pipelines.imaging import render_thumbnails
+        from pipelines.media.imaging import render_thumbnails
         for p in sorted(Path({str(IMAGES)!r}).iterdir()):
             try:
                 render_thumbnails(p.read_bytes(), boxes={BOXES!r}, formats=["jpeg"], max_pixels={MAX_PIXELS})

@@ -18,7 +18,7 @@ import pytest
 from conftest import REPO, SAMPLES, cli_env, need_root, run_cli
 from PIL import Image
 
-from handlers.local_invoke import LocalContext
+from handlers.local.invoke import LocalContext
 
 EVENTS = REPO / "events"
 ODD_KEY = "uploads/beach day+sunset.jpg"

@@ -184,8 +184,8 @@ def test_the_verify_wait_is_only_paid_when_a_lease_was_there(
     small file). After a stale lease was taken over, the re-read still happens."""
     from config.deadline import NO_DEADLINE
     from config.settings import LeaseSettings
-    from pipelines import lease as lease_mod
-    from pipelines.mount import Workspace
+    from pipelines.workspace import lease as lease_mod
+    from pipelines.workspace.mount import Workspace
 
     slept: list[float] = []
     real_sleep = time.sleep
@@ -308,7 +308,7 @@ def test_a_holder_whose_lease_was_taken_over_commits_nothing(
 
 def test_workers_released_at_one_instant_give_one_writer(workspace: Path, tmp_path: Path) -> None:
     """Six processes released together by a barrier on one source, round after round: the exclusive
-    create of the lease (O_EXCL, pipelines/mount.py) lets exactly one run; the others are refused as
+    create of the lease (O_EXCL, pipelines/workspace/mount.py) lets exactly one run; the others are refused as
     busy and write nothing, while the one is still at work (it waits on the gate until they are done)."""
     (workspace / "in").mkdir()
     for r in range(5):

@@ -34,7 +34,7 @@ from stack_support import (
 )
 
 from handlers import events
-from handlers.local_trigger import Change, change_from_filer, s3_notification
+from handlers.local.trigger import Change, change_from_filer, s3_notification
 
 UPLOADS = "uploads/"
 ODD_KEY = "uploads/beach day+sunset.jpg"
@@ -280,7 +280,7 @@ def test_a_ctrl_c_python_swallows_still_stops_up(tmp_path: Path) -> None:
     """A SIGINT whose KeyboardInterrupt lands in a callback (CI: an import lock's clean-up) is printed as
     "Exception ignored" and lost to the code; during `up` it is remembered, and the next wait raises it."""
     from config.settings import load_settings
-    from handlers.local_stack import Stack, _remembered_sigint
+    from handlers.local.stack import Stack, _remembered_sigint
 
     stack = Stack(tmp_path / "st", load_settings(None, workspace=tmp_path))
     with _remembered_sigint() as seen:
@@ -384,7 +384,7 @@ def test_only_uploads_under_the_input_prefix_trigger_the_worker(tmp_path: Path) 
     from stack_support import boto3_client
 
     from config.settings import load_settings
-    from handlers.local_stack import Stack
+    from handlers.local.stack import Stack
 
     fuse_or_skip()
     stack = Stack(tmp_path / "st", load_settings(None, stack={"input_prefix": "in/"}))

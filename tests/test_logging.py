@@ -19,12 +19,12 @@ import pytest
 from conftest import REPO, SAMPLES
 from lambda_support import FakeContext, configure
 
-import pipelines.registry as registry
+import pipelines.core.registry as registry
 from config.errors import BadInputError
 from config.logs import ROOT
 from handlers import lambda_function
 from handlers.observability import logger
-from pipelines.pdf import PdfDocument
+from pipelines.media.pdf import PdfDocument
 
 PACKAGES = ("config", "pipelines", "handlers")
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from config.errors import BadInputError, PathError, RetryableError
-from pipelines.mount import Workspace, clean_relpath
+from pipelines.workspace.mount import Workspace, clean_relpath
 
 
 @pytest.mark.parametrize("bad", ["", "/etc/passwd", "../x", "a/../../x", "a/..", "a\0b", "./..", "x" * 1025])

@@ -11,7 +11,7 @@ import pytest
 from conftest import CORPUS, SAMPLES
 from ocr_helpers import cer, engine, outputs, text_of, words_json
 
-from pipelines.engine import SourceResult
+from pipelines.core.engine import SourceResult
 
 OCR = CORPUS / "ocr"
 CASES = {

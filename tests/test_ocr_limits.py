@@ -15,9 +15,9 @@ from PIL import Image, ImageStat
 from config.errors import ConfigError, MissingDependencyError
 from config.rules import Rule
 from config.settings import load_settings
-from pipelines._exec import tesseract
-from pipelines.engine import rules_in_force
-from pipelines.registry import load_registry
+from pipelines.core.engine import rules_in_force
+from pipelines.core.registry import load_registry
+from pipelines.tools import tesseract
 
 
 def test_env_is_built_from_settings(tmp_path: Path) -> None:
@@ -94,7 +94,7 @@ def test_recursion_guard_knows_ocr_outputs(tmp_path: Path) -> None:
 
 
 def test_password_is_not_in_the_fingerprint(tmp_path: Path) -> None:
-    from pipelines.ocr import OcrPipeline
+    from pipelines.builtin.ocr.pipeline import OcrPipeline
 
     a = load_settings(workspace=tmp_path, ocr={"password": "secret-1"})
     b = load_settings(workspace=tmp_path, ocr={"password": "secret-2"})
@@ -170,7 +170,7 @@ def test_text_layer_pages_do_not_keep_their_layout() -> None:
     """pdfplumber caches each page's pdfminer layout (~3 MB a page of dense text) for as long as the
     document is open: a 500-page text PDF peaked at 1.65 GB (bench/bench_memory.py) until every page was
     closed after its text was taken (then 270 MB)."""
-    from pipelines.pdf import PdfDocument
+    from pipelines.media.pdf import PdfDocument
 
     with PdfDocument((SAMPLES / "document.pdf").read_bytes()) as doc:
         layer = doc.text_layer(0)

@@ -10,7 +10,7 @@ import pytest
 from conftest import CORPUS
 from ocr_helpers import cer, deep_page_tree_pdf, engine, text_of, words_json
 
-from pipelines.engine import SourceResult
+from pipelines.core.engine import SourceResult
 
 PDFS = CORPUS / "pdfs"
 TEXT_LAYER = [

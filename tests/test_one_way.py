@@ -17,25 +17,28 @@ import pytest
 from conftest import REPO, failure_records, files_but_failure_records
 
 from config.settings import load_settings
-from pipelines._exec import runner
-from pipelines.engine import Engine
+from pipelines.core.engine import Engine
 from pipelines.spec import Pipeline, PlannedOutput
+from pipelines.tools import runner
 
 # Deletions outside the engine that are allowed: files in the job's scratch folder, removed by the
 # code that made them.  (module, enclosing function) -> why it is not a workspace file.
 SCRATCH_CLEANUPS = {
-    ("pipelines/_exec/tesseract.py", "recognize"): "tesseract's txt/tsv/pdf next to the scratch page image",
-    ("pipelines/ocr_pages.py", "_ocr_page"): "the page image in the job's scratch folder",
-    ("pipelines/scratch.py", "remove"): "the job's own scratch folder (TMPDIR), when the job ends",
-    ("pipelines/scratch.py", "sweep"): "scratch folders (TMPDIR) of jobs that died, their flock free",
+    ("pipelines/tools/tesseract.py", "recognize"): "tesseract's txt/tsv/pdf next to the scratch page image",
+    ("pipelines/builtin/ocr/pages.py", "_ocr_page"): "the page image in the job's scratch folder",
+    ("pipelines/core/scratch.py", "remove"): "the job's own scratch folder (TMPDIR), when the job ends",
+    ("pipelines/core/scratch.py", "sweep"): "scratch folders (TMPDIR) of jobs that died, their flock free",
 }
-ENGINE_ONLY = {"pipelines/engine.py", "pipelines/mount.py"}  # the engine and the only code opening files
+ENGINE_ONLY = {
+    "pipelines/core/engine.py",
+    "pipelines/workspace/mount.py",
+}  # the engine and the only code opening files
 DELETERS = {"unlink", "rmdir", "rmtree", "removedirs"}  # method or function names that delete
 OS_DELETERS = {"remove", "unlink", "rmdir", "removedirs"}
 # starting processes: only the runner may
 PROCESS_MODULES = {"subprocess", "pty"}
 OS_SPAWNERS = {"system", "popen", "fork", "forkpty", "posix_spawn", "posix_spawnp"}
-RUNNER = "pipelines/_exec/runner.py"
+RUNNER = "pipelines/tools/runner.py"
 
 
 def modules(*folders: str) -> Iterator[tuple[str, ast.Module]]:
@@ -129,7 +132,7 @@ def test_only_the_runner_starts_processes() -> None:
         if rel != RUNNER
         for line, what in process_starts(tree)
     ]
-    assert offenders == [], "start child processes through pipelines._exec.runner.run"
+    assert offenders == [], "start child processes through pipelines.tools.runner.run"
     # the check itself finds each spelling (and the runner's own use)
     src = "import subprocess\nfrom os import execv\nimport os\nos.system('x')\nos.getpid()\n"
     assert [line for line, _ in process_starts(ast.parse(src))] == [1, 2, 4]
@@ -140,9 +143,13 @@ def test_pipelines_do_not_render_layout_paths() -> None:
     """Output paths and links come from the job (output_path/output_relpath/output_url)."""
     offenders = []
     for rel, tree in modules("pipelines"):
-        if rel in ENGINE_ONLY or rel == "pipelines/triage.py":  # the engine's triage asks, renders nothing
+        if (
+            rel in ENGINE_ONLY or rel == "pipelines/core/triage.py"
+        ):  # the engine's triage asks, renders nothing
             continue
-        if rel == "pipelines/report.py":  # the merge step reads the layout's manifests back, like the engine
+        if (
+            rel == "pipelines/batch/report.py"
+        ):  # the merge step reads the layout's manifests back, like the engine
             continue
         for node in ast.walk(tree):
             if isinstance(node, ast.Attribute) and node.attr == "layout":

@@ -72,7 +72,7 @@ def test_the_encoder_matches_an_independent_one_bit_for_bit() -> None:
     """On opaque photo-like pixels the PyPI encoder gives the same bytes (its alpha path is broken in
     0.1.2, and it rounds halves to even where the reference, and we, round them up: flat synthetic
     images can differ by one in a nibble)."""
-    from pipelines.placeholder import encode
+    from pipelines.media.placeholder import encode
 
     for name in ("photo.jpg", "page.png", "clip-frame"):
         if name == "clip-frame":

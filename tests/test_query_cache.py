@@ -1,4 +1,4 @@
-"""The tool query cache (pipelines/_exec/query_cache.py): a Lambda init or a CLI run asks ffmpeg and
+"""The tool query cache (pipelines/tools/query_cache.py): a Lambda init or a CLI run asks ffmpeg and
 tesseract nothing once their answers are cached, and asks again when a program or a language pack
 changes."""
 
@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from conftest import REPO, cli_env
 
-from pipelines._exec import query_cache
+from pipelines.tools import query_cache
 
 # the Lambda init phase (settings, engine, every program the default rules need), counting the child
 # processes it starts with an audit hook
@@ -23,7 +23,7 @@ import sys
 started = []
 sys.addaudithook(lambda event, args: started.append(args[0]) if event == "subprocess.Popen" else None)
 import handlers.lambda_function
-from pipelines._exec import ffmpeg
+from pipelines.tools import ffmpeg
 print(started, file=sys.stderr)
 print(len(started), ffmpeg.located().path)
 """

@@ -1,4 +1,4 @@
-"""The one process runner (:mod:`pipelines._exec.runner`), with real programs: sh, sleep, false."""
+"""The one process runner (:mod:`pipelines.tools.runner`), with real programs: sh, sleep, false."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from config.errors import (
     ToolFailedError,
     ToolTimeoutError,
 )
-from pipelines._exec import runner
+from pipelines.tools import runner
 
 SH = runner.Program("sh", "install the Debian package dash")
 

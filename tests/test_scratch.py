@@ -10,10 +10,10 @@ from pathlib import Path
 
 from conftest import REPO
 
-from pipelines.scratch import PREFIX, Scratch, sweep
+from pipelines.core.scratch import PREFIX, Scratch, sweep
 
 HOLD = (
-    "import sys, time; from pipelines.scratch import Scratch; s = Scratch(sys.argv[1]); "
+    "import sys, time; from pipelines.core.scratch import Scratch; s = Scratch(sys.argv[1]); "
     "print(s.path, flush=True); time.sleep(600)"
 )
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from conftest import REPO, add_samples, cli_env, run_cli
 
-from pipelines.pool import cgroup_cpu_quota
+from pipelines.batch.pool import cgroup_cpu_quota
 
 
 def cgroup_tree(tmp_path: Path, files: dict[str, str], membership: str) -> tuple[Path, Path]:
@@ -65,12 +65,12 @@ def test_pool_workers_import_what_the_pipelines_need_before_their_first_file(wor
     probe = """
 import sys
 from config.settings import load_settings
-from pipelines.engine import Engine
-from pipelines.pool import _init_worker, warm_modules
+from pipelines.core.engine import Engine
+from pipelines.batch.pool import _init_worker, warm_modules
 settings = load_settings()
 mods = warm_modules(Engine(settings))
-assert "pipelines.imaging" in mods and "av" in mods and "pipelines.placeholder" in mods, mods
-assert "pipelines.imaging" not in sys.modules and "av" not in sys.modules
+assert "pipelines.media.imaging" in mods and "av" in mods and "pipelines.media.placeholder" in mods, mods
+assert "pipelines.media.imaging" not in sys.modules and "av" not in sys.modules
 _init_worker(settings, None, mods)
 print(sorted(m for m in mods if m not in sys.modules))
 """
@@ -115,7 +115,7 @@ def test_an_event_that_needs_no_work_builds_no_settings_or_engine(tmp_path: Path
     """A delete event is answered even where the workspace does not exist: nothing was loaded."""
     probe = """
 import json, sys
-from handlers.local_invoke import LocalContext
+from handlers.local.invoke import LocalContext
 import handlers.lambda_function as fn
 import handlers.runtime as rt
 event = {"Records": [{"eventVersion": "2.1", "eventSource": "aws:s3", "awsRegion": "us-east-1",
@@ -123,7 +123,7 @@ event = {"Records": [{"eventVersion": "2.1", "eventSource": "aws:s3", "awsRegion
   "s3": {"s3SchemaVersion": "1.0", "bucket": {"name": "media", "arn": "arn:aws:s3:::media"},
          "object": {"key": "in/gone.jpg", "sequencer": "00"}}}]}
 out = fn.handler(event, LocalContext(60))
-loaded = ["pipelines.engine" in sys.modules, "config.settings" in sys.modules]
+loaded = ["pipelines.core.engine" in sys.modules, "config.settings" in sys.modules]
 print(json.dumps([out, rt._runtime is None, *loaded]))
 """
     env = cli_env(MEDIA_WORKER_WORKSPACE=str(tmp_path / "no-such-mount"), MEDIA_WORKER_AWS__BUCKET="media")
@@ -140,8 +140,8 @@ def test_on_lambda_the_init_phase_imports_what_the_first_job_needs(workspace: Pa
     add_samples(workspace, "logo.png")
     probe = """
 import json, sys, time
-from handlers.local_invoke import LocalContext
-from handlers.local_trigger import Change, s3_notification
+from handlers.local.invoke import LocalContext
+from handlers.local.trigger import Change, s3_notification
 import handlers.lambda_function as fn
 before = set(sys.modules)
 out = fn.handler(s3_notification(Change("in/logo.png", None, None, False, time.time_ns()), "media"),
@@ -193,8 +193,8 @@ def test_the_pool_uses_a_forkserver_while_another_thread_runs(workspace: Path) -
     import threading
 
     from config.settings import load_settings
-    from pipelines.engine import Engine
-    from pipelines.pool import _PoolRun
+    from pipelines.batch.pool import _PoolRun
+    from pipelines.core.engine import Engine
 
     settings = load_settings(None, workspace=workspace)
     run = _PoolRun(settings, None, {}, None, None, [], Engine(settings))

@@ -1,6 +1,6 @@
 """The seam of the ffmpeg pipelines: each contributes its own branch to ONE ffmpeg command.
 
-Real probes, real branches, real command building (pipelines.avjob.command), no ffmpeg mocked: a
+Real probes, real branches, real command building (pipelines.builtin.av.group.command), no ffmpeg mocked: a
 small job stands in for the engine's (settings, a scratch folder, output names), and the command is
 read back.  The kernel's view of the same property (one ffmpeg process reads each source) is in
 tests/test_transcode_strace.py.
@@ -19,13 +19,13 @@ from avtools import FAST
 from conftest import SAMPLES
 
 from config.settings import Settings, load_settings
-from pipelines import avjob
-from pipelines._exec import ffmpeg as ff
-from pipelines._exec.probe import probe
-from pipelines.avjob import Branch, Decode, FfmpegPipeline
-from pipelines.registry import load_registry
+from pipelines.builtin.av import group as avjob
+from pipelines.builtin.av.group import Branch, Decode, FfmpegPipeline
+from pipelines.builtin.av.transcode import TranscodeBranch
+from pipelines.core.registry import load_registry
 from pipelines.spec import SourceInfo
-from pipelines.transcode import TranscodeBranch
+from pipelines.tools import ffmpeg as ff
+from pipelines.tools.probe import probe
 
 
 @dataclass

@@ -10,7 +10,7 @@ from avtools import FAST, make_media
 from conftest import failure_records, files_but_failure_records
 
 from config.settings import load_settings
-from pipelines.engine import Engine
+from pipelines.core.engine import Engine
 
 
 def ffmpeg_processes_using(marker: str) -> list[int]:
@@ -69,7 +69,7 @@ def test_progress_is_reported_for_both_pipelines(workspace: Path) -> None:
 
 def test_progress_reaches_the_caller_from_pool_workers(workspace: Path) -> None:
     """The CLI draws one bar per file from these reports, also when workers are processes."""
-    from pipelines.pool import run_many
+    from pipelines.batch.pool import run_many
 
     (workspace / "in").mkdir()
     for name in ("a.mp4", "b.mp4"):

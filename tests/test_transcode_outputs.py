@@ -12,7 +12,7 @@ from avtools import FAST, facts, image_stats, make_media, top_level_boxes, vtt_c
 from conftest import SAMPLES, assert_only_failure_record, failure_records, files_but_failure_records
 
 from config.settings import Settings, load_settings
-from pipelines.engine import Engine, SourceResult
+from pipelines.core.engine import Engine, SourceResult
 
 TOL = 0.1  # seconds: output duration vs the source's decoded duration
 

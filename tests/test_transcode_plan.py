@@ -11,10 +11,10 @@ from config.errors import ConfigError
 from config.layout import relative_url
 from config.settings import load_settings
 from config.transcode import Rung, TranscodeSettings
-from pipelines import avplan
-from pipelines._exec.probe import VideoStream
-from pipelines.engine import group_pipelines, rules_in_force
-from pipelines.registry import load_registry
+from pipelines.builtin.av import plan as avplan
+from pipelines.core.engine import group_pipelines, rules_in_force
+from pipelines.core.registry import load_registry
+from pipelines.tools.probe import VideoStream
 
 
 def video(dw: int, dh: int, *, w: int | None = None, h: int | None = None, rot: int = 0) -> VideoStream:
@@ -143,7 +143,7 @@ def test_debians_ffmpeg_is_refused_when_configured_and_skipped_on_path(
     from avtools import FFMPEG
 
     from config.errors import MissingDependencyError
-    from pipelines._exec import ffmpeg as ff
+    from pipelines.tools import ffmpeg as ff
 
     debian = debian_ffmpeg()
     ff.locate.cache_clear()

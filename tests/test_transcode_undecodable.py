@@ -18,8 +18,8 @@ from avtools import FFMPEG, facts, make_media
 from conftest import assert_only_failure_record
 from test_transcode_outputs import engine
 
-from pipelines._exec import ffmpeg as ff
-from pipelines._exec.probe import probe
+from pipelines.tools import ffmpeg as ff
+from pipelines.tools.probe import probe
 
 
 def retag(data: bytes, pairs: list[tuple[bytes, bytes]], after: bytes = b"") -> bytes:

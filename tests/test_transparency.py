@@ -13,7 +13,7 @@ import pytest
 from PIL import Image, ImageDraw, ImageFont, ImageStat
 
 from config.settings import load_settings
-from pipelines.engine import Engine
+from pipelines.core.engine import Engine
 
 
 def _text(fill: tuple[int, int, int, int], clear: tuple[int, int, int, int]) -> Image.Image:

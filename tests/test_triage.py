@@ -20,7 +20,7 @@ from handlers import batch_events as batch
 from handlers import events, lambda_function
 from handlers.observability import logger
 from handlers.runtime import Outcome
-from pipelines.triage import EXCLUDED, NO_RULE, OUTPUT_OF_LAYOUT
+from pipelines.core.triage import EXCLUDED, NO_RULE, OUTPUT_OF_LAYOUT
 
 PATHS = {
     "processed/thumbnails/thumb/in/a.jpg.jpg": OUTPUT_OF_LAYOUT,  # our own output

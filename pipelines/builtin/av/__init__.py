@@ -1,0 +1,1 @@
+"""The ffmpeg pipelines (``transcode``, ``video_thumbnails``) and the one ffmpeg run they share."""

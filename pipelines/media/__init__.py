@@ -1,0 +1,1 @@
+"""Media helpers any pipeline may use: Pillow decoding and thumbnails, PDF rendering, ThumbHash."""

@@ -1,0 +1,1 @@
+"""The workspace's files: the only code that opens them (mount), leases, manifests, failure records."""
