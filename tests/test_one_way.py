@@ -28,6 +28,7 @@ SCRATCH_CLEANUPS = {
     ("pipelines/ocr_pages.py", "_ocr_page"): "the page image in the job's scratch folder",
     ("pipelines/scratch.py", "remove"): "the job's own scratch folder (TMPDIR), when the job ends",
     ("pipelines/scratch.py", "sweep"): "scratch folders (TMPDIR) of jobs that died, their flock free",
+    ("pipelines/scratch.py", "_new_job"): "a job's scratch folder it could not lock and mark (TMPDIR full)",
 }
 ENGINE_ONLY = {"pipelines/engine.py", "pipelines/mount.py"}  # the engine and the only code opening files
 DELETERS = {"unlink", "rmdir", "rmtree", "removedirs"}  # method or function names that delete
