@@ -114,6 +114,13 @@ class ScratchFullError(RetryableError):
     kind = "scratch_full"
 
 
+class ScratchUnsafeError(MediaWorkerError):
+    """The worker's own scratch parent in ``TMPDIR`` is not a real folder owned by this user (a symlink,
+    a file, or someone else's): no scratch is made there, and nothing in it is swept."""
+
+    kind = "scratch_unsafe"
+
+
 class BusyError(RetryableError):
     """Another worker holds this source's lease: it is being processed; retry later."""
 

@@ -11,7 +11,7 @@ from pathlib import Path
 from conftest import cli_env, run_cli
 
 EXECVE = re.compile(r'execve\("(?P<exe>[^"]*)", \[(?P<args>.*)\], ')
-SCRATCH = re.compile(r"/media-worker-[A-Za-z0-9_]+")
+SCRATCH = re.compile(r"/media-worker-scratch-[0-9]+/job-[A-Za-z0-9_]+")  # pipelines.core.scratch's job folder
 
 
 def ffmpeg_commands(ws: Path, *args: str, **env: str) -> list[list[str]]:

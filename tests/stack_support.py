@@ -8,6 +8,7 @@ import hashlib
 import io
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -59,6 +60,49 @@ def stack_cli(
         env=env or cli_env(),
         timeout=timeout,
     )
+
+
+def ctrl_c_stops_it() -> None:
+    """``preexec_fn`` of a child the test will send SIGINT: the default disposition, whatever the test
+    run inherited (a shell's background job, CI's runner, starts with SIGINT ignored; so would the child)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+@contextlib.contextmanager
+def stack_up_process(folder: Path, *args: str) -> Iterator[subprocess.Popen[str]]:
+    """`media-worker stack up --dir FOLDER ARGS` in the background, Ctrl-C-able (:func:`ctrl_c_stops_it`).
+    Afterwards, whatever the test saw: that process killed if still there, `stack down`, and nothing left
+    running or mounted."""
+    fuse_or_skip()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "handlers.cli", "stack", "up", "--dir", str(folder), *args],
+        cwd=REPO, env=cli_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        preexec_fn=ctrl_c_stops_it,
+    )  # fmt: skip
+    try:
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.kill()  # its parts live on in their own sessions, recorded in state.json: down stops them
+            proc.wait()
+        down_and_check(folder)
+
+
+def down_and_check(folder: Path, *args: str) -> None:
+    """`stack down` of the stack in ``folder`` (if any), then: nothing of it running or mounted."""
+    down = stack_cli("down", "--dir", str(folder), *args)
+    assert_nothing_left(folder)
+    assert down.returncode == 0, down.stderr
+
+
+def leftovers(root: Path) -> list[str]:
+    """Processes (weed, trigger) whose command line names a path under ``root``, and mounts under it."""
+    mounts = [
+        line.split()[1]
+        for line in Path("/proc/self/mounts").read_text().splitlines()
+        if line.split()[1].startswith(f"{root}/")
+    ]
+    return processes_of(root) + [f"mount {m}" for m in mounts]
 
 
 @dataclass
@@ -148,17 +192,15 @@ def local_stack(folder: Path, *extra: str, config: str = FAST_CONFIG) -> Iterato
     folder.mkdir(parents=True, exist_ok=True)
     cfg = folder.parent / f"{folder.name}.toml"
     cfg.write_text(config)
-    res = stack_cli("up", "--dir", str(folder), "--config", str(cfg), "--json", *extra, timeout=300)
-    try:
+    try:  # a failed (or timed-out) `up`, a failed test: the stack is stopped all the same
+        res = stack_cli("up", "--dir", str(folder), "--config", str(cfg), "--json", *extra, timeout=300)
         assert res.returncode == 0, f"stack up failed ({res.returncode}): {res.stderr[-3000:]}"
         status = json.loads(res.stdout)
         yield LocalStack(folder, status, boto3_client(status))
     finally:
         for log in sorted((folder / "logs").glob("*.log")) if folder.exists() else []:
             print(f"--- {log.name}\n{log.read_text(errors='replace')[-3000:]}", file=sys.stderr)
-        down = stack_cli("down", "--dir", str(folder), "--purge")
-        assert down.returncode == 0, down.stderr
-        assert_nothing_left(folder)
+        down_and_check(folder, "--purge")
 
 
 # -- checking outputs fetched through S3 --------------------------------------------------------------

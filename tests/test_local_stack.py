@@ -7,10 +7,11 @@ S3 GET and are decoded.  Where FUSE is unavailable the tests skip with the reaso
 
 from __future__ import annotations
 
-import contextlib
+import errno
 import io
 import json
 import os
+import shlex
 import signal
 import subprocess
 import sys
@@ -26,11 +27,14 @@ from stack_support import (
     LocalStack,
     assert_nothing_left,
     check_output,
+    down_and_check,
     fuse_or_skip,
+    leftovers,
     local_stack,
     mounted,
     processes_of,
     stack_cli,
+    stack_up_process,
 )
 
 from handlers import events
@@ -42,6 +46,26 @@ BIG_KEY = "uploads/big noise.png"
 VERSIONED = "uploads/versioned.jpg"
 SAMPLE_FILES = sorted(p for p in SAMPLES.iterdir() if p.suffix not in (".py", ".md", ".txt"))
 OCR_TRUTH = {"scan.pdf": "scan.txt", "document.pdf": "document.txt"}  # default rules: OCR for PDFs
+
+
+@pytest.fixture(scope="module", autouse=True)
+def no_stack_left_by_the_module(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Last of all (after the shared stack's own teardown): no weed, trigger or mount of any test's stack."""
+    yield
+    left = leftovers(tmp_path_factory.getbasetemp())
+    assert not left, f"left running or mounted by the stack tests: {left}"
+
+
+@pytest.fixture(autouse=True)
+def no_stack_left_by_the_test(tmp_path: Path) -> Iterator[None]:
+    """After each test, passed or failed: nothing of a stack under its tmp_path still runs or is mounted
+    (what is, is stopped here, and the test errors naming it)."""
+    yield
+    left = leftovers(tmp_path)
+    if left:
+        for state in tmp_path.glob("*/state.json"):
+            stack_cli("down", "--dir", str(state.parent))
+        pytest.fail(f"the test left its stack running or mounted: {left}")
 
 
 @pytest.fixture(scope="module")
@@ -253,6 +277,88 @@ def test_status_names_everything_an_s3_client_needs(stack: LocalStack) -> None:
 # -- start and stop: nothing left behind --------------------------------------------------------------
 
 
+LATE_VOLUME_WEED = r"""#!/bin/bash
+# The real weed, except that `weed server` runs without its volume server, which starts (on the ports the
+# stack chose) only once the S3 API has failed two writes for want of one (each after 30 s of retries:
+# a client's retry does not outlast it), as on a loaded machine; or never: the test says which.
+real=REAL
+[ "$1" = server ] || exec "$real" "$@"
+log=$(readlink /proc/$$/fd/1)
+for a in "$@"; do
+  case $a in
+    -dir=*) dir=${a#*=} ;;
+    -master.port=*) mport=${a#*=} ;;
+    -master.port.grpc=*) mgrpc=${a#*=} ;;
+    -volume.port=*) vport=${a#*=} ;;
+    -volume.port.grpc=*) vgrpc=${a#*=} ;;
+  esac
+done
+"$real" "$@" -volume=false &
+[ NEVER = 1 ] && wait
+until [ "$(grep -c "FAILED_PUT" "$log")" -ge 2 ]; do sleep 0.2; done
+mkdir -p "$dir/late-volume"
+exec "$real" volume -master="127.0.0.1:$mport.$mgrpc" -port="$vport" -port.grpc="$vgrpc" \
+  -dir="$dir/late-volume" -ip=127.0.0.1 -ip.bind=127.0.0.1
+"""
+REFUSED = "failed to pick 1 from  0 node candidates"  # the master's log when no volume server can take it
+FAILED_PUT = "putToFiler: chunked upload failed"  # the S3 API's, when it gives up on a write
+
+
+def late_volume_path(folder: Path, *, never: bool = False) -> str:
+    """A PATH whose `weed` is :data:`LATE_VOLUME_WEED` around the real one."""
+    from handlers.local.stack import find_weed
+
+    bin_dir = folder / "bin"
+    bin_dir.mkdir(parents=True)
+    script = LATE_VOLUME_WEED.replace("REAL", shlex.quote(find_weed())).replace("NEVER", str(int(never)))
+    script = script.replace("FAILED_PUT", FAILED_PUT)
+    (bin_dir / "weed").write_text(script)
+    (bin_dir / "weed").chmod(0o755)
+    return f"{bin_dir}:{os.environ['PATH']}"
+
+
+def test_up_waits_until_a_volume_server_stores_a_write(tmp_path: Path) -> None:
+    """The S3 API answers before a volume server has registered with the master, and refuses every write
+    until then: `up` waits for a write to be stored, instead of failing on its probe."""
+    fuse_or_skip()
+    folder = tmp_path / "st"
+    try:
+        env = cli_env(PATH=late_volume_path(tmp_path))
+        res = stack_cli("up", "--dir", str(folder), "--json", env=env, timeout=400)
+        log = (folder / "logs/server.log").read_text(errors="replace")
+        assert REFUSED in log and log.count(FAILED_PUT) >= 2  # writes were refused at first
+        assert res.returncode == 0, res.stderr[-3000:]
+        assert json.loads(res.stdout)["running"]
+    finally:
+        down_and_check(folder)
+
+
+def test_up_gives_up_on_a_server_that_never_stores_a_write(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Bounded: no volume server ever registers; `up` fails saying what it waited for and the last
+    refusal, and stops the server."""
+    from config.errors import StackError
+    from config.settings import load_settings
+    from handlers.local import stack as local_stack
+
+    fuse_or_skip()
+    folder = tmp_path / "st"
+    monkeypatch.setenv("PATH", late_volume_path(tmp_path, never=True))
+    monkeypatch.setattr(local_stack, "WRITE_READY_SECONDS", 1.0)  # one write's 30 s
+    stack = local_stack.Stack(folder, load_settings(None, workspace=tmp_path))
+    try:
+        with pytest.raises(StackError) as exc:
+            stack.up()
+        msg = str(exc.value)
+        assert msg.startswith("a volume server to store an S3 PUT: not ready after 1 s: last: "), msg
+        assert "InternalError" in msg, msg
+        assert REFUSED in (folder / "logs/server.log").read_text(errors="replace")
+        assert_nothing_left(folder)  # `up` itself stopped the server
+    finally:
+        down_and_check(folder)
+
+
 def test_a_failed_start_leaves_nothing_running(tmp_path: Path) -> None:
     """The mount cannot start (/dev/fuse hidden in a private mount namespace): `up` fails naming the
     mount, and the server it had started is stopped."""
@@ -262,21 +368,59 @@ def test_a_failed_start_leaves_nothing_running(tmp_path: Path) -> None:
         "mount --make-rprivate / && mount --bind /dev/null /dev/fuse && "
         f"exec {sys.executable} -m handlers.cli stack up --dir {folder}"
     )
-    res = subprocess.run(
-        ["unshare", "--mount", "sh", "-c", script],
-        capture_output=True,
-        text=True,
-        cwd=REPO,
-        env=cli_env(),
-        timeout=180,
-    )
-    assert res.returncode == 1, res.stderr
-    assert "mount" in res.stderr
-    assert (folder / "logs" / "server.log").exists()  # the server had started
-    assert_nothing_left(folder)
+    try:
+        res = subprocess.run(
+            ["unshare", "--mount", "sh", "-c", script],
+            capture_output=True,
+            text=True,
+            cwd=REPO,
+            env=cli_env(),
+            timeout=180,
+        )
+        assert res.returncode == 1, res.stderr
+        assert "mount" in res.stderr
+        assert (folder / "logs" / "server.log").exists()  # the server had started
+        assert_nothing_left(folder)  # `up` itself stopped it
+    finally:
+        down_and_check(folder)
 
 
-def test_a_ctrl_c_python_swallows_still_stops_up(tmp_path: Path) -> None:
+def test_down_stops_a_stack_whose_mount_died_without_unmounting(tmp_path: Path) -> None:
+    """`weed mount` SIGKILLed (its grace is short; on a loaded machine it had not unmounted yet): every
+    stat of the mount point fails with ENOTCONN (or ECONNABORTED); `down` still stops the server and
+    unmounts."""
+    folder = tmp_path / "st"
+    with local_stack(folder) as stack:
+        mount = json.loads((folder / "state.json").read_text())["procs"]["mount"]["pid"]
+        os.kill(mount, signal.SIGKILL)
+
+        def dead() -> bool:
+            """Listing it fails at once; a stat (what `down` tripped on) once its cached attributes expire."""
+            for probe in (os.listdir, os.stat):
+                try:
+                    probe(folder / "workspace")
+                    return False
+                except OSError as exc:
+                    if exc.errno not in (errno.ENOTCONN, errno.ECONNABORTED):
+                        raise
+            return True
+
+        stack.wait("the mount point to fail with ENOTCONN", dead, timeout=180)
+        assert mounted(folder / "workspace")
+    # local_stack's `stack down --purge`: nothing running or mounted
+
+
+@pytest.fixture
+def sigint_raises() -> Iterator[None]:
+    """Python's own SIGINT handler for the test, whatever the run inherited (SIG_IGN in a background job)."""
+    before = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, before)
+
+
+def test_a_ctrl_c_python_swallows_still_stops_up(tmp_path: Path, sigint_raises: None) -> None:
     """A SIGINT whose KeyboardInterrupt lands in a callback (CI: an import lock's clean-up) is printed as
     "Exception ignored" and lost to the code; during `up` it is remembered, and the next wait raises it."""
     from config.settings import load_settings
@@ -293,17 +437,26 @@ def test_a_ctrl_c_python_swallows_still_stops_up(tmp_path: Path) -> None:
         with pytest.raises(KeyboardInterrupt):
             stack._wait("nothing", lambda: False, {"procs": {}}, "server")
     assert seen == [signal.SIGINT]
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # put back
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # put back (the fixture's)
+
+
+def test_an_ignored_sigint_stays_ignored_during_up() -> None:
+    """Started with SIGINT ignored (a shell's background job), `up` does not take Ctrl-C back."""
+    from handlers.local.stack import _remembered_sigint
+
+    before = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        with _remembered_sigint() as seen:
+            assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+            signal.raise_signal(signal.SIGINT)
+        assert seen == [] and signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+    finally:
+        signal.signal(signal.SIGINT, before)
 
 
 def test_ctrl_c_during_up_stops_what_was_started(tmp_path: Path) -> None:
-    fuse_or_skip()
     folder = tmp_path / "st"
-    with stopped_afterwards(folder):
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "handlers.cli", "stack", "up", "--dir", str(folder)],
-            cwd=REPO, env=cli_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        )  # fmt: skip
+    with stack_up_process(folder) as proc:
         state = folder / "state.json"
         end = time.monotonic() + 60
         while time.monotonic() < end and not (state.exists() and '"server"' in state.read_text()):
@@ -317,13 +470,8 @@ def test_ctrl_c_during_up_stops_what_was_started(tmp_path: Path) -> None:
 
 
 def test_attached_stack_stops_on_ctrl_c(tmp_path: Path) -> None:
-    fuse_or_skip()
     folder = tmp_path / "st"
-    with stopped_afterwards(folder):
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "handlers.cli", "stack", "up", "--dir", str(folder), "--attach"],
-            cwd=REPO, env=cli_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        )  # fmt: skip
+    with stack_up_process(folder, "--attach") as proc:
         assert proc.stderr is not None
         end = time.monotonic() + 120
         while time.monotonic() < end and "attached" not in (proc.stderr.readline() or ""):
@@ -333,15 +481,6 @@ def test_attached_stack_stops_on_ctrl_c(tmp_path: Path) -> None:
         _, stderr = proc.communicate(timeout=120)
         assert proc.returncode == 0 and "stack stopped" in stderr, stderr
         assert_nothing_left(folder)
-
-
-@contextlib.contextmanager
-def stopped_afterwards(folder: Path) -> Iterator[None]:
-    """Whatever the test saw, leave no stack behind for the next one."""
-    try:
-        yield
-    finally:
-        stack_cli("down", "--dir", str(folder))
 
 
 # -- the event shape (no stack needed) ----------------------------------------------------------------

@@ -127,7 +127,8 @@ def test_ocr_reads_once_in_1mib_blocks_and_keeps_tmp_clean(
     assert len(ocr_runs) >= 4  # scan.pdf's page and the TIFF's three (document.pdf has a text layer)
     for m in ocr_runs:
         assert '"OMP_THREAD_LIMIT=1"' in m["env"], m["env"]
-        assert re.search(rf'"TMPDIR={re.escape(str(tmpdir))}/media-worker-[^/"]+"', m["env"]), m["env"]
+        job = rf"{re.escape(str(tmpdir))}/media-worker-scratch-[0-9]+/job-[^/\"]+"
+        assert re.search(rf'"TMPDIR={job}"', m["env"]), m["env"]
         image = m["argv"].split(", ")[1].strip('"')
         assert image.startswith(str(tmpdir)) and PAGE_FILE.search(image), m["argv"]
     # at most the pages in flight (2 OCR workers) were in TMPDIR at once; nothing is left behind

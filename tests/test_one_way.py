@@ -28,6 +28,10 @@ SCRATCH_CLEANUPS = {
     ("pipelines/builtin/ocr/pages.py", "_ocr_page"): "the page image in the job's scratch folder",
     ("pipelines/core/scratch.py", "remove"): "the job's own scratch folder (TMPDIR), when the job ends",
     ("pipelines/core/scratch.py", "sweep"): "scratch folders (TMPDIR) of jobs that died, their flock free",
+    (
+        "pipelines/core/scratch.py",
+        "_new_job",
+    ): "a job's scratch folder it could not lock and mark (TMPDIR full)",
 }
 ENGINE_ONLY = {
     "pipelines/core/engine.py",

@@ -12,11 +12,12 @@ reused pid is never signalled):
   process of its own, or the built image under the Lambda Runtime Interface Emulator with the mount
   bind-mounted at /mnt/workspace).
 
-``up`` returns once all three are ready: an object written through the S3 API (a hidden probe) has been
-seen by the trigger and on the mount.  ``down`` stops them by pid (short grace, then SIGKILL; SeaweedFS
-takes 15-20 s over SIGTERM) and unmounts; a failed or interrupted ``up`` does the same.  The bucket is
-**unversioned**: a versioned bucket under ``weed mount`` broke later S3 GETs (measured, SeaweedFS 4.48),
-whereas real S3 Files requires versioning.
+``up`` returns once all three are ready: SeaweedFS has stored a write (its S3 API answers before a volume
+server has registered, and refuses writes until then), and an object written through the S3 API (a
+hidden probe) has been seen by the trigger and on the mount.  ``down`` stops them by pid (short grace,
+then SIGKILL; SeaweedFS takes 15-20 s over SIGTERM) and unmounts; a failed or interrupted ``up`` does
+the same.  The bucket is **unversioned**: a versioned bucket under ``weed mount`` broke later S3 GETs
+(measured, SeaweedFS 4.48), whereas real S3 Files requires versioning.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ import socket
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -49,6 +50,8 @@ PYTHON = Program("python", "the Python running media-worker")
 PODMAN = ["podman", "--runtime", "runc"]
 ULIMITS = ["--ulimit", "nofile=20000:20000", "--ulimit", "nproc=32768:32768"]
 READY_SECONDS = 60.0
+# SeaweedFS's S3 API holds a write up to 30 s while no volume server has registered, then fails it
+WRITE_READY_SECONDS = 150.0
 PARTS = ("trigger", "function", "mount", "server")  # stop order
 
 
@@ -107,7 +110,9 @@ def alive(proc: dict[str, int] | None) -> bool:
 
 
 def stop_process(proc: dict[str, int] | None, grace: float) -> None:
-    """SIGTERM the process's group, SIGKILL after ``grace`` seconds; only if it is still that process."""
+    """SIGTERM the process's group, SIGKILL after ``grace`` seconds; only if it is still that process.
+    Once it has gone, what is left of its group (children of a wrapper script, slower to stop) is
+    SIGKILLed: the group's id cannot name another group while one of them lives."""
     if not alive(proc):
         return
     assert proc is not None
@@ -120,6 +125,8 @@ def stop_process(proc: dict[str, int] | None, grace: float) -> None:
             with contextlib.suppress(ChildProcessError):
                 os.waitpid(pid, os.WNOHANG)
             if not alive(proc):
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.killpg(pid, signal.SIGKILL)
                 return
             time.sleep(0.05)
 
@@ -155,7 +162,9 @@ def find_weed() -> str:
 
 
 def is_mounted(path: Path) -> bool:
-    target = str(path.resolve()) if path.exists() else str(path)
+    """Whether ``path`` is a mount point (read from the mount table: a FUSE mount whose daemon died
+    fails every stat with ENOTCONN, and must still be found to be unmounted)."""
+    target = os.path.realpath(path)  # non-strict: never stats past an error
     try:
         with open("/proc/self/mounts", encoding="utf-8") as f:
             return any(line.split()[1].replace("\\040", " ") == target for line in f)
@@ -177,9 +186,13 @@ def unmount(path: Path) -> None:
 @contextlib.contextmanager
 def _remembered_sigint() -> Iterator[list[int]]:
     """SIGINT raises KeyboardInterrupt as usual and is also noted in the list yielded (main thread only;
-    elsewhere the list stays empty and nothing changes)."""
+    elsewhere the list stays empty and nothing changes).  A SIGINT ignored by whoever started us (a
+    shell's background job) stays ignored, as Python itself leaves it."""
     seen: list[int] = []
-    if threading.current_thread() is not threading.main_thread():
+    if (
+        threading.current_thread() is not threading.main_thread()
+        or signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+    ):
         yield seen
         return
 
@@ -354,6 +367,15 @@ class Stack:
             self._wait("the S3 API", lambda: _answers(s3), state, "server")
             with contextlib.suppress(s3.exceptions.BucketAlreadyOwnedByYou):
                 s3.create_bucket(Bucket=cfg.bucket)
+            stored = _WriteCheck(s3_client(state["endpoint_url"], creds, attempts=1), cfg.bucket)
+            self._wait(
+                "a volume server to store an S3 PUT",
+                stored,
+                state,
+                "server",
+                last=stored.last,
+                seconds=WRITE_READY_SECONDS,
+            )
             self._start(
                 state,
                 "mount",
@@ -421,14 +443,26 @@ class Stack:
         state["parts"].append(part)
         self._save(state)
 
-    def _wait(self, what: str, ready: Any, state: dict[str, Any], part: str) -> None:
-        end = time.monotonic() + READY_SECONDS
+    def _wait(
+        self,
+        what: str,
+        ready: Callable[[], bool],
+        state: dict[str, Any],
+        part: str,
+        last: Callable[[], str] | None = None,
+        seconds: float | None = None,
+    ) -> None:
+        """Until ``ready()``; StackError (with ``last()``, the latest refusal, and ``part``'s log) after
+        ``seconds`` (READY_SECONDS) or when ``part`` exits."""
+        seconds = READY_SECONDS if seconds is None else seconds
+        end = time.monotonic() + seconds
         while not ready():
             self._check_interrupt()
+            why = f"last: {last()}; " if last is not None and last() else ""
             if not alive(state["procs"].get(part)):
-                raise StackError(f"{part} exited while waiting for {what}: {self.log_tail(part)}")
+                raise StackError(f"{part} exited while waiting for {what}: {why}{self.log_tail(part)}")
             if time.monotonic() > end:
-                raise StackError(f"{what} not ready after {READY_SECONDS:.0f} s: {self.log_tail(part)}")
+                raise StackError(f"{what}: not ready after {seconds:.0f} s: {why}{self.log_tail(part)}")
             time.sleep(0.1)
 
     def _check_interrupt(self) -> None:
@@ -543,8 +577,8 @@ class Stack:
             return
 
 
-def s3_client(endpoint_url: str, creds: dict[str, str]) -> Any:
-    """A botocore S3 client (path-style addressing, as a local endpoint needs)."""
+def s3_client(endpoint_url: str, creds: dict[str, str], attempts: int = 2) -> Any:
+    """A botocore S3 client (path-style addressing, as a local endpoint needs); ``attempts`` per call."""
     try:
         import botocore.session
         from botocore.config import Config
@@ -557,7 +591,10 @@ def s3_client(endpoint_url: str, creds: dict[str, str]) -> Any:
         aws_access_key_id=creds["access_key_id"],
         aws_secret_access_key=creds["secret_access_key"],
         config=Config(
-            s3={"addressing_style": "path"}, retries={"max_attempts": 2}, connect_timeout=2, read_timeout=60
+            s3={"addressing_style": "path"},
+            retries={"max_attempts": attempts},
+            connect_timeout=2,
+            read_timeout=60,
         ),
     )
 
@@ -586,6 +623,27 @@ def _answers(s3: Any) -> bool:
         return True
     except Exception:
         return False
+
+
+class _WriteCheck:
+    """Writes (and deletes) the probe object through S3: true once SeaweedFS stores it.  Its S3 API
+    answers before a volume server has registered with the master, and until then every write fails
+    ("topo failed to pick 1 from 0 node candidates" in the master's log; InternalError to the client)."""
+
+    def __init__(self, s3: Any, bucket: str) -> None:
+        self.s3, self.bucket, self.error = s3, bucket, ""
+
+    def __call__(self) -> bool:
+        try:
+            self.s3.put_object(Bucket=self.bucket, Key=PROBE_KEY, Body=b"write check")
+            self.s3.delete_object(Bucket=self.bucket, Key=PROBE_KEY)
+        except Exception as exc:  # botocore's ClientError (InternalError), or the connection
+            self.error = str(exc)
+            return False
+        return True
+
+    def last(self) -> str:
+        return self.error
 
 
 class _Probe:
