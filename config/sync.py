@@ -46,7 +46,11 @@ class SyncSettings(BaseModel):
 
     file_system_id: str | None = Field(default=None, description="fs-… id or file-system ARN.")
     cache_expiration_days: int = Field(
-        default=30, ge=1, le=365, description="Days after last access before cached data expires."
+        default=2,
+        ge=1,
+        le=365,
+        description="Days after last access before cached data expires (1-2 for touch-once outputs: see "
+        "docs/report-and-cost.md; the SAM stack sets it from CacheExpirationDays).",
     )
     import_rules: list[ImportRule] = Field(
         default_factory=lambda: [ImportRule()], min_length=1, max_length=10

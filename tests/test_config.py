@@ -34,7 +34,7 @@ def test_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
     s = load_settings()
     assert s.read_block_bytes == 1 << 20
     assert s.thumbnails.sizes == {"thumb": (150, 150), "medium": (800, 600), "large": (1920, 1080)}
-    assert s.sync.cache_expiration_days == 30
+    assert s.sync.cache_expiration_days == 2  # touch-once outputs (the SAM default too)
     assert s.layout.preset == "mirror"
 
 
@@ -248,7 +248,7 @@ def test_sync_rules_request_validates_against_botocore_model(tmp_path: Path, put
 def test_sync_rules_defaults_and_cloudformation(put_sync_op: Any) -> None:
     res = run_cli("config", "sync-rules", "--file-system-id", "fs-0123456789abcdef0123")
     request = json.loads(res.stdout)
-    assert request["expirationDataRules"] == [{"daysAfterLastAccess": 30}]
+    assert request["expirationDataRules"] == [{"daysAfterLastAccess": 2}]
     assert request["importDataRules"] == [
         {"prefix": "", "sizeLessThan": 131072, "trigger": "ON_DIRECTORY_FIRST_ACCESS"}
     ]
@@ -256,7 +256,7 @@ def test_sync_rules_defaults_and_cloudformation(put_sync_op: Any) -> None:
     cfn = json.loads(run_cli("config", "sync-rules", "--cloudformation").stdout)
     assert cfn == {
         "ImportDataRules": [{"Prefix": "", "SizeLessThan": 131072, "Trigger": "ON_DIRECTORY_FIRST_ACCESS"}],
-        "ExpirationDataRules": [{"DaysAfterLastAccess": 30}],
+        "ExpirationDataRules": [{"DaysAfterLastAccess": 2}],
     }
 
 

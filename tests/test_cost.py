@@ -138,7 +138,8 @@ def test_prices_and_cache_expiry_move_the_bill(workspace: Path) -> None:
         assert res.returncode == 0, res.stderr
         return json.loads(res.stdout)
 
-    one, thirty = bill(MEDIA_WORKER_SYNC__CACHE_EXPIRATION_DAYS="1"), bill()
+    one = bill(MEDIA_WORKER_SYNC__CACHE_EXPIRATION_DAYS="1")
+    thirty = bill(MEDIA_WORKER_SYNC__CACHE_EXPIRATION_DAYS="30")
     assert one["cache_expiration_days"] == 1 and thirty["cache_expiration_days"] == 30
     kept = [p for p in (workspace / "processed").rglob("*") if p.is_file()]  # outputs and manifests
     assert thirty["bytes_stored"] == sum(p.stat().st_size for p in kept)
@@ -156,7 +157,7 @@ def test_prices_and_cache_expiry_move_the_bill(workspace: Path) -> None:
 
     res = run_cli("cost", "-w", str(workspace), "in")  # the table: the three ways, every expiry
     assert res.returncode == 0
-    for words in ("S3 Files, cache expiry 1 d", "30 d (configured)", "download / upload", "EFS"):
+    for words in ("S3 Files, cache expiry 1 d", "2 d (configured)", "30 d", "download / upload", "EFS"):
         assert words in res.stdout, res.stdout
 
 
@@ -179,7 +180,7 @@ def test_cost_prices_another_cache_expiry(workspace: Path) -> None:
     by_days = asked["mount_way_usd_by_cache_days"]
     assert by_days["5"] == at5["usd"]["mount_way"] and by_days["90"] == at90["usd"]["mount_way"]
     assert by_days["5"] < by_days["90"]
-    assert asked["cache_expiration_days"] == 30 and asked["usd"] == bill()["usd"]
+    assert asked["cache_expiration_days"] == 2 and asked["usd"] == bill()["usd"]  # the default expiry
     res = run_cli("cost", "-w", str(workspace), "--cache-days", "5", "in")
     assert "S3 Files, cache expiry 5 d" in res.stdout, res.stdout
     assert run_cli("cost", "-w", str(workspace), "--cache-days", "0", "in").returncode == 2
@@ -228,7 +229,9 @@ def test_a_jobs_ledger_and_bill_by_hand(workspace: Path) -> None:
     (workspace / "in").mkdir()
     (workspace / "in/a.txt").write_bytes(b"a" * (2 * 128 * KIB + 1000))
     (workspace / "in/b.txt").write_bytes(b"b" * 50_000)
-    engine = gate_engine(workspace, read_block_bytes=128 * KIB, lease={"enabled": False})
+    engine = gate_engine(
+        workspace, read_block_bytes=128 * KIB, lease={"enabled": False}, sync={"cache_expiration_days": 30}
+    )
     docs = {}
     for name in ("a", "b"):
         res = engine.process(f"in/{name}.txt")
