@@ -37,7 +37,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from config.settings import load_settings
-from pipelines.builtin.av import group as avjob
+from pipelines.builtin.av import group
 from pipelines.builtin.av.group import Branch, Decode
 from pipelines.builtin.av.transcode import TranscodeBranch
 from pipelines.core.engine import Engine
@@ -97,7 +97,7 @@ def capture(engine: Engine, rel: str, pipelines: list[str]) -> tuple[list[str], 
     """Run the worker once; return the ffmpeg command it ran, its Decode and its branches."""
     seen: list[tuple[Decode, list[Branch]]] = []
     commands: list[list[str]] = []
-    real_command, real_run = avjob.command, ff.run
+    real_command, real_run = group.command, ff.run
 
     def spy_command(decode: Decode, branches: Any) -> list[str]:
         seen.append((decode, list(branches)))
@@ -107,11 +107,11 @@ def capture(engine: Engine, rel: str, pipelines: list[str]) -> tuple[list[str], 
         commands.append(list(args))
         return real_run(args, **kw)
 
-    avjob.command, ff.run = spy_command, spy_run
+    group.command, ff.run = spy_command, spy_run
     try:
         res = engine.process(rel, pipelines=pipelines)
     finally:
-        avjob.command, ff.run = real_command, real_run
+        group.command, ff.run = real_command, real_run
     assert res.status == "ok", res
     return commands[0], seen[0][0], seen[0][1]
 
@@ -135,7 +135,7 @@ def separate_runs(decode: Decode, branches: list[Branch], ws: Path, src: Path, o
     (tc,) = branches
     assert isinstance(tc, TranscodeBranch)
     return [
-        retarget(avjob.command(decode, [dataclasses.replace(tc, renditions=[v])]), ws, src, out)
+        retarget(group.command(decode, [dataclasses.replace(tc, renditions=[v])]), ws, src, out)
         for v in tc.renditions
     ]
 

@@ -28,15 +28,6 @@ class Deadline:
             raise ValueError(f"a deadline must be a finite time.monotonic() value, not {value!r}")
         return cls(None if value is None else float(value))
 
-    @classmethod
-    def after(cls, seconds: float) -> Deadline:
-        """The deadline ``seconds`` from now."""
-        return cls(time.monotonic() + seconds)
-
-    @property
-    def limited(self) -> bool:
-        return self.at is not None
-
     def remaining(self) -> float:
         """Seconds left (0.0 once expired; ``math.inf`` without a limit)."""
         if self.at is None:

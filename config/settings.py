@@ -1,9 +1,12 @@
 """Settings: defaults < TOML file < ``MEDIA_WORKER_*`` environment variables.
 
 Built once at the edge (CLI or Lambda handler) with :func:`load_settings` and passed down as an
-argument; nothing below ``handlers/`` reads the environment.  Nested fields use ``__`` in
-environment variables, e.g. ``MEDIA_WORKER_THUMBNAILS__JPEG_QUALITY=90``; lists and tables are JSON,
-e.g. ``MEDIA_WORKER_RULES='[{"include": ["*.jpg"], "pipelines": ["thumbnails"]}]'``.
+argument.  Below ``handlers/`` one variable only is read from the environment:
+``MEDIA_WORKER_TOOL_CACHE`` (:mod:`pipelines.tools.query_cache`), where this installation keeps its
+programs' answers - a property of the process, not a setting, asked where no settings are at hand
+(``Pipeline.tool_versions``).  Nested fields use ``__`` in environment variables, e.g.
+``MEDIA_WORKER_THUMBNAILS__JPEG_QUALITY=90``; lists and tables are JSON, e.g.
+``MEDIA_WORKER_RULES='[{"include": ["*.jpg"], "pipelines": ["thumbnails"]}]'``.
 """
 
 from __future__ import annotations

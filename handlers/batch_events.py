@@ -54,11 +54,10 @@ def _split_prefix(prefix: Any) -> tuple[str, str]:
     return folder, prefix
 
 
-def run_prefix(rt: Runtime, event: dict[str, Any], deadline: float) -> dict[str, Any]:
+def _paging(event: dict[str, Any]) -> tuple[int | None, str | None, tuple[str, ...] | None]:
+    """The event's ``max_items`` and ``cursor``, checked, and the sort key the walk resumes after."""
     from pipelines.workspace.mount import clean_relpath, sort_key
 
-    folder, prefix = _split_prefix(event.get("prefix"))
-    pipelines = check_pipelines(rt, event.get("pipelines"))
     max_items = event.get("max_items")
     if max_items is not None and (not isinstance(max_items, int) or max_items < 1):
         raise InvalidRequest(f"'max_items' must be a positive integer, got {max_items!r}")
@@ -71,7 +70,17 @@ def run_prefix(rt: Runtime, event: dict[str, Any], deadline: float) -> dict[str,
             after = sort_key(clean_relpath(cursor))
         except Exception as exc:
             raise InvalidRequest(f"'cursor' {cursor!r} is not a workspace path: {exc}") from None
+    return max_items, cursor, after
 
+
+def run_prefix(rt: Runtime, event: dict[str, Any], deadline: float) -> dict[str, Any]:
+    """Process the sources under the event's ``prefix`` in sort order, from its ``cursor``, until
+    ``max_items`` or the time budget; the result holds the cursor to continue from."""
+    from pipelines.workspace.mount import sort_key
+
+    folder, prefix = _split_prefix(event.get("prefix"))
+    pipelines = check_pipelines(rt, event.get("pipelines"))
+    max_items, cursor, after = _paging(event)
     outcomes: list[Outcome] = []
     last_done: str | None = cursor
     done = True

@@ -23,6 +23,7 @@ from handlers.local.cli import stack_app
 
 if TYPE_CHECKING:  # settings, engine and rich load when a command needs them (start-up: bench_startup.py)
     from config.settings import Settings
+    from pipelines.core.engine import Engine
     from pipelines.result import SourceResult
 
 app = typer.Typer(
@@ -119,20 +120,9 @@ def _run(
 ) -> list[SourceResult]:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from pipelines.batch.pool import iter_sources, run_many
-    from pipelines.core.engine import Engine
+    from pipelines.batch.pool import run_many
 
-    try:
-        engine = Engine(settings)
-        for name in pipelines or []:
-            if engine.registry.get(name) is None:
-                raise MediaWorkerError(f"unknown pipeline {name!r}: {engine.registry.why_unavailable(name)}")
-        sources = list(iter_sources(engine, [_in_workspace(engine.ws.root, p) for p in paths]))
-        engine.ws.check_writable()
-        engine.preflight(engine.pipelines_for(sources, pipelines))
-    except MediaWorkerError as exc:
-        err.print(f"[red]error:[/red] {exc}", highlight=False)
-        raise typer.Exit(exc.exit_code if exc.exit_code != ExitCode.FAILED else ExitCode.USAGE) from None
+    engine, sources = _prepare(settings, paths, pipelines)
     progress = Progress(
         TextColumn("[bold]{task.description}"),
         BarColumn(),
@@ -174,6 +164,26 @@ def _run(
             engine=engine,
             progress=file_progress if progress.console.is_terminal and not as_json else None,
         )
+
+
+def _prepare(settings: Settings, paths: list[str], pipelines: list[str] | None) -> tuple[Engine, list[str]]:
+    """The engine and the sources ``paths`` name, once the pipelines asked for exist, the workspace is
+    writable and every program the sources' pipelines need is there; else exit with the error."""
+    from pipelines.batch.pool import iter_sources
+    from pipelines.core.engine import Engine
+
+    try:
+        engine = Engine(settings)
+        for name in pipelines or []:
+            if engine.registry.get(name) is None:
+                raise MediaWorkerError(f"unknown pipeline {name!r}: {engine.registry.why_unavailable(name)}")
+        sources = list(iter_sources(engine, [_in_workspace(engine.ws.root, p) for p in paths]))
+        engine.ws.check_writable()
+        engine.preflight(engine.pipelines_for(sources, pipelines))
+    except MediaWorkerError as exc:
+        err.print(f"[red]error:[/red] {exc}", highlight=False)
+        raise typer.Exit(exc.exit_code if exc.exit_code != ExitCode.FAILED else ExitCode.USAGE) from None
+    return engine, sources
 
 
 def _in_workspace(root: Path, arg: str) -> str:

@@ -120,7 +120,7 @@ def count_configuration_error() -> None:
 
 
 def job_metrics(result: Any, *, large_reads: bool) -> None:
-    """Per-job metrics from a :class:`pipelines.core.engine.SourceResult`; ``large_reads``: the workspace
+    """Per-job metrics from a :class:`pipelines.result.SourceResult`; ``large_reads``: the workspace
     reads in blocks of >= 1 MiB (``read_block_bytes``), so every byte the worker read counts."""
     count(result.status)
     metrics.add_metric(

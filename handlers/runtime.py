@@ -1,8 +1,11 @@
 """What every Lambda adapter shares: settings and engine (built once per cold start), deadlines, and
 one object from an event -> one engine job -> an :class:`Outcome`.
 
-Settings and the engine are built on the first invocation, not at import: importing a handler module
-stays cheap (see bench/bench_coldstart.py), and the first invocation pays the settings/registry set-up.
+Settings and the engine are built once, by :func:`runtime`.  Under the Lambda runtime
+(``AWS_LAMBDA_RUNTIME_API`` set) each handler module calls :func:`init_on_lambda` at import, so they are
+built, and the rules' programs checked, in the init phase; anywhere else (tests, the CLI, a benchmark
+importing a handler) importing stays cheap (see bench/bench_coldstart.py) and the first invocation
+builds them.
 """
 
 from __future__ import annotations

@@ -109,7 +109,7 @@ def test_the_deadline_stops_the_process_group_and_is_a_retryable_timeout() -> No
         runner.run(
             ["sh", "-c", "echo started >&2; sleep 30 & echo $!; echo $$; wait"],
             program=SH,
-            deadline=Deadline.after(0.5),
+            deadline=Deadline(time.monotonic() + 0.5),
             on_stdout=lambda line: pids.append(int(line)),
             grace=0.5,
         )
@@ -126,7 +126,7 @@ def test_a_child_that_ignores_sigterm_is_killed() -> None:
         runner.run(
             ["sh", "-c", "trap '' TERM; echo $$; while :; do sleep 0.05; done"],
             program=SH,
-            deadline=Deadline.after(0.3),
+            deadline=Deadline(time.monotonic() + 0.3),
             on_stdout=lambda line: pids.append(int(line)),
             grace=0.2,
         )
@@ -151,12 +151,15 @@ def test_the_per_call_timeout_is_a_tool_timeout_not_a_job_timeout() -> None:
             what="sleep on page 1",
             timeout=0.2,
             timeout_error=PageTimeout,
-            deadline=Deadline.after(60),  # the nearer limit decides which error it is
+            deadline=Deadline(time.monotonic() + 60),  # the nearer limit decides which error it is
         )
     assert not info.value.retryable
     with pytest.raises(JobTimeoutError):
         runner.run(
-            ["sleep", "30"], program=runner.Program("sleep", "n/a"), timeout=60, deadline=Deadline.after(0.2)
+            ["sleep", "30"],
+            program=runner.Program("sleep", "n/a"),
+            timeout=60,
+            deadline=Deadline(time.monotonic() + 0.2),
         )
 
 

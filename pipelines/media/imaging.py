@@ -1,4 +1,6 @@
-"""The Pillow half of the thumbnail pipeline: pure functions from source bytes to encoded thumbnails.
+"""Pillow for every pipeline: pure functions from source bytes to checked, normalized images and encoded
+thumbnails - the thumbnail pipeline's whole path, the images OCR reads (:func:`open_image`), the video
+posters' sizes (:func:`encode`) and the PDF pages' (:func:`fit_sizes`, :func:`encode_sizes`).
 
 No file I/O: the caller reads the source and hands over the bytes.  Every failure caused by the input
 (unknown format, truncated or corrupt data, over the pixel limit) is raised as ``BadInputError``;

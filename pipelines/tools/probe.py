@@ -20,6 +20,8 @@ from typing import TYPE_CHECKING, Any
 from config.errors import BadInputError, MissingDependencyError
 
 if TYPE_CHECKING:
+    import av
+
     from pipelines.workspace.mount import StorageIO
 
 MIB = 1 << 20
@@ -179,27 +181,10 @@ def _probe(
     rotation: bool,
     decodable: Collection[str] | None,
 ) -> MediaInfo:
-    import av
-
     size = os.path.getsize(path)
     if size == 0:
         raise BadInputError("empty file (0 bytes)")
-    options = {
-        "pkt_size": str(MIB),
-        "protocol_whitelist": "file",
-        "format_whitelist": ",".join(allowed_demuxers),
-        "probesize": str(probe_bytes),
-    }
-    try:
-        container = av.open(str(path), "r", options=options)
-    except av.FFmpegError as exc:
-        raise BadInputError(
-            f"not a media file we accept ({_reason(exc)}; allowed formats: {', '.join(allowed_demuxers)})",
-            detail=repr(exc),
-        ) from None
-    except (OSError, ValueError, MemoryError) as exc:  # pragma: no cover - defensive
-        raise BadInputError(f"cannot open media: {exc}") from None
-    with container:
+    with _open(path, allowed_demuxers, probe_bytes) as container:
         fmt = container.format.name
         demuxer = fmt.split(",")[0]
         if not any(d in fmt.split(",") for d in allowed_demuxers):  # belt and braces
@@ -207,28 +192,10 @@ def _probe(
         durations = []
         if container.duration and container.duration > 0:
             durations.append(container.duration / 1e6)
-        video = audio = None
-        left_out: list[LeftOut] = []
         for s in container.streams:
             if s.duration and s.time_base and not container.duration:
                 durations.append(float(s.duration * s.time_base))
-            if s.type == "video" and video is None and not int(s.disposition) & _ATTACHED_PIC:
-                vcc: Any = s.codec_context
-                if (missing := _no_decoder(container, s, decodable)) is not None:
-                    left_out.append(missing)
-                elif vcc.width > 0 and vcc.height > 0:
-                    video = _video(container, s, rotation)
-            elif s.type == "audio" and audio is None:
-                cc: Any = s.codec_context
-                if (missing := _no_decoder(container, s, decodable)) is not None:
-                    left_out.append(missing)
-                    continue
-                channels = getattr(cc, "channels", 0) or getattr(
-                    getattr(cc, "layout", None), "nb_channels", 0
-                )
-                audio = AudioStream(
-                    s.index, cc.name, int(channels or 2), int(cc.sample_rate or 0), _layout_known(cc)
-                )
+        video, audio, left_out = _pick_streams(container, rotation, decodable)
         if video is None and (passed := [x for x in left_out if x.type == "video"]):
             raise BadInputError(f"no video stream can be decoded: {'; '.join(map(str, passed))}")
         return MediaInfo(
@@ -241,6 +208,53 @@ def _probe(
             size=size,
             left_out=tuple(left_out),
         )
+
+
+def _open(path: Path, allowed_demuxers: Sequence[str], probe_bytes: int) -> av.container.InputContainer:
+    """The source opened by PyAV with only the allowed demuxers, local files and 1 MiB reads."""
+    import av
+
+    options = {
+        "pkt_size": str(MIB),
+        "protocol_whitelist": "file",
+        "format_whitelist": ",".join(allowed_demuxers),
+        "probesize": str(probe_bytes),
+    }
+    try:
+        return av.open(str(path), "r", options=options)
+    except av.FFmpegError as exc:
+        raise BadInputError(
+            f"not a media file we accept ({_reason(exc)}; allowed formats: {', '.join(allowed_demuxers)})",
+            detail=repr(exc),
+        ) from None
+    except (OSError, ValueError, MemoryError) as exc:  # pragma: no cover - defensive
+        raise BadInputError(f"cannot open media: {exc}") from None
+
+
+def _pick_streams(
+    container: av.container.InputContainer, rotation: bool, decodable: Collection[str] | None
+) -> tuple[VideoStream | None, AudioStream | None, list[LeftOut]]:
+    """The first video (not a cover picture) and the first audio stream that can be decoded, and the
+    streams passed over for want of a decoder."""
+    video = audio = None
+    left_out: list[LeftOut] = []
+    for s in container.streams:
+        if s.type == "video" and video is None and not int(s.disposition) & _ATTACHED_PIC:
+            vcc: Any = s.codec_context
+            if (missing := _no_decoder(container, s, decodable)) is not None:
+                left_out.append(missing)
+            elif vcc.width > 0 and vcc.height > 0:
+                video = _video(container, s, rotation)
+        elif s.type == "audio" and audio is None:
+            cc: Any = s.codec_context
+            if (missing := _no_decoder(container, s, decodable)) is not None:
+                left_out.append(missing)
+                continue
+            channels = getattr(cc, "channels", 0) or getattr(getattr(cc, "layout", None), "nb_channels", 0)
+            audio = AudioStream(
+                s.index, cc.name, int(channels or 2), int(cc.sample_rate or 0), _layout_known(cc)
+            )
+    return video, audio, left_out
 
 
 def _layout_known(cc: Any) -> bool:

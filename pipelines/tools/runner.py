@@ -152,8 +152,30 @@ def run(
     if cwd is not None and not Path(cwd).is_dir():
         raise ToolFailedError(f"cannot run {what}: working folder {cwd} does not exist")
     t0 = time.monotonic()
+    proc = _start(argv, program, what, env, cwd)
+    err = _Tail(keep_all=on_stdout is None)
+    out = _Tail(keep_all=True)
+    readers = _read(proc, err.add, on_stdout or out.add)
+    by_deadline, stopped = _wait(proc, readers, deadline, timeout, grace)
+
+    seconds = time.monotonic() - t0
+    done = Completed(argv, proc.returncode, out.whole(), err.whole(), err.text(), seconds)
+    if stopped and by_deadline:
+        raise JobTimeoutError(f"{what} stopped at the job deadline after {seconds:.1f} s", detail=done.tail)
+    if stopped:
+        assert timeout is not None
+        raise timeout_error(f"{what} took longer than {timeout:g} s", detail=done.tail)
+    if check and proc.returncode != 0:
+        raise failure(done, what, bad_input)
+    return done
+
+
+def _start(
+    argv: list[str], program: Program, what: str, env: Mapping[str, str] | None, cwd: Path | None
+) -> subprocess.Popen[bytes]:
+    """The child, in its own process group, dying with us; a program that cannot start is our error."""
     try:
-        proc = subprocess.Popen(
+        return subprocess.Popen(
             argv,
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
@@ -169,16 +191,31 @@ def run(
             raise program.missing(f"not found ({argv[0]})") from None
         raise ToolFailedError(f"cannot run {what} ({argv[0]}): {exc}") from None
 
-    err = _Tail(keep_all=on_stdout is None)
-    out = _Tail(keep_all=True)
+
+def _read(
+    proc: subprocess.Popen[bytes], on_stderr: Callable[[str], None], on_stdout: Callable[[str], None]
+) -> list[threading.Thread]:
+    """Started threads that feed each line of the child's stderr and stdout to the callbacks."""
     assert proc.stdout is not None and proc.stderr is not None
     readers = [
-        threading.Thread(target=_pump, args=(proc.stderr, err.add, "stderr"), daemon=True),
-        threading.Thread(target=_pump, args=(proc.stdout, on_stdout or out.add, "stdout"), daemon=True),
+        threading.Thread(target=_pump, args=(proc.stderr, on_stderr, "stderr"), daemon=True),
+        threading.Thread(target=_pump, args=(proc.stdout, on_stdout, "stdout"), daemon=True),
     ]
     for r in readers:
         r.start()
+    return readers
 
+
+def _wait(
+    proc: subprocess.Popen[bytes],
+    readers: list[threading.Thread],
+    deadline: Deadline,
+    timeout: float | None,
+    grace: float,
+) -> tuple[bool, bool]:
+    """Wait for the child up to the nearer of the deadline and ``timeout``, stopping it there (or on
+    any exception, e.g. Ctrl-C); the readers are finished either way.  Returns (the deadline is the
+    nearer limit, the child was stopped)."""
     left = deadline.timeout(None)
     by_deadline = timeout is None or (left is not None and left <= timeout)
     limit = left if by_deadline else timeout
@@ -193,17 +230,7 @@ def run(
         raise
     finally:
         _finish_readers(proc, readers)
-
-    seconds = time.monotonic() - t0
-    done = Completed(argv, proc.returncode, out.whole(), err.whole(), err.text(), seconds)
-    if stopped and by_deadline:
-        raise JobTimeoutError(f"{what} stopped at the job deadline after {seconds:.1f} s", detail=done.tail)
-    if stopped:
-        assert timeout is not None
-        raise timeout_error(f"{what} took longer than {timeout:g} s", detail=done.tail)
-    if check and proc.returncode != 0:
-        raise failure(done, what, bad_input)
-    return done
+    return by_deadline, stopped
 
 
 def spawn(

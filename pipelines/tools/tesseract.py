@@ -189,22 +189,7 @@ def recognize(
     JobTimeoutError.  Outputs are written next to ``image`` (in the caller's scratch folder, never the
     workspace) and deleted once read.
     """
-    base = image.with_suffix("")
-    renderers = ["txt", "tsv", *(["pdf"] if want_pdf else [])]
-    cmd = [
-        locate(),
-        str(image),
-        str(base),
-        *_tessdata_args(tessdata_dir),
-        "-l",
-        "+".join(langs),
-        "--psm",
-        str(psm),
-        *(["--dpi", str(dpi)] if dpi else []),
-        *(["-c", "textonly_pdf=1"] if want_pdf else []),
-        *renderers,
-    ]
-    outputs = [base.with_suffix(f".{r}") for r in renderers]
+    cmd, outputs = _recognize_command(image, langs, dpi, psm, want_pdf, tessdata_dir)
     try:
         stderr = runner.run(
             cmd,
@@ -230,6 +215,28 @@ def recognize(
         pdf=pdf,
         stderr=stderr,
     )
+
+
+def _recognize_command(
+    image: Path, langs: Sequence[str], dpi: int | None, psm: int, want_pdf: bool, tessdata_dir: str | None
+) -> tuple[list[str], list[Path]]:
+    """tesseract's argv for :func:`recognize` and the files it writes: text, TSV, then the PDF if asked."""
+    base = image.with_suffix("")
+    renderers = ["txt", "tsv", *(["pdf"] if want_pdf else [])]
+    cmd = [
+        locate(),
+        str(image),
+        str(base),
+        *_tessdata_args(tessdata_dir),
+        "-l",
+        "+".join(langs),
+        "--psm",
+        str(psm),
+        *(["--dpi", str(dpi)] if dpi else []),
+        *(["-c", "textonly_pdf=1"] if want_pdf else []),
+        *renderers,
+    ]
+    return cmd, [base.with_suffix(f".{r}") for r in renderers]
 
 
 def detect_orientation(

@@ -101,10 +101,6 @@ class StorageIO:
         with self._lock:
             self.files_written += 1
 
-    def add(self, other: StorageIO) -> None:
-        for k, v in other.as_dict().items():
-            setattr(self, k, getattr(self, k) + v)
-
     def as_dict(self) -> dict[str, int]:
         return asdict(self)
 

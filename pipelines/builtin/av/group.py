@@ -204,48 +204,9 @@ class FfmpegPipeline(Pipeline):
 def run_group(job: Job, pipelines: Sequence[FfmpegPipeline]) -> None:
     """Produce the outputs of ``pipelines`` for one source with one probe and one ffmpeg run."""
     t = job.settings.transcode
-    tool = ff.locate(t.ffmpeg_binary)
-    if job.source.size == 0:
-        raise BadInputError("empty file (0 bytes)")
-    whole = any(p.decodes_whole_source(job.settings) for p in pipelines)
-    src = _source_for_ffmpeg(job, whole)
-    job.deadline.check("probing")
-    # a poster-only job lets ffmpeg rotate and size the frame: no first-frame decode in the probe
-    on_mount = not src.is_relative_to(job.scratch_dir)
-    info = probe(
-        src,
-        allowed_demuxers=t.allowed_demuxers(),
-        probe_bytes=t.probe_bytes,
-        rotation=whole,
-        io=job.io if on_mount else None,
-        decodable=ff.decodable_codecs(tool),
-    )
-    avplan.check_limits(info, t)
-    if info.video is None and info.audio is None:
-        if info.left_out:  # e.g. an audio-only file in a codec ffmpeg cannot decode
-            raise BadInputError(f"no stream can be decoded: {'; '.join(map(str, info.left_out))}")
-        raise BadInputError("no audio or video stream")
-
-    decode = Decode(
-        tool,
-        src,
-        info,
-        whole,
-        tuple(t.allowed_demuxers()),
-        t.max_output_seconds,
-        t.threads,
-        tonemap_for(info, t),
-    )
-    branches = []
-    for p in pipelines:
-        if (b := p.branch(job, decode)) is None:
-            continue
-        branches.append(b)
-        for stream in info.left_out:  # not mapped into the command: the outputs are made without it
-            if stream.type in p.stream_types:
-                job.leave_out(
-                    p.name, stream.reason, stream=stream.index, type=stream.type, codec=stream.codec
-                )
+    decode = _probe_source(job, pipelines)
+    info = decode.info
+    branches = _branches(job, pipelines, decode)
     if not branches:
         return  # e.g. video_thumbnails alone on an audio-only file: nothing to make
     branches.sort(key=lambda b: b.frame_rate is None)  # ffmpeg counts its first video output's frames
@@ -274,6 +235,60 @@ def run_group(job: Job, pipelines: Sequence[FfmpegPipeline]) -> None:
         b.finish(job, result)
     for p in pipelines:
         job.report_progress(p.name, 1.0, "done")
+
+
+def _probe_source(job: Job, pipelines: Sequence[FfmpegPipeline]) -> Decode:
+    """Steps 1-2: the source ffmpeg reads (local copy or the mount), probed and checked against the
+    limits, as the one :class:`Decode` every branch is built for."""
+    t = job.settings.transcode
+    tool = ff.locate(t.ffmpeg_binary)
+    if job.source.size == 0:
+        raise BadInputError("empty file (0 bytes)")
+    whole = any(p.decodes_whole_source(job.settings) for p in pipelines)
+    src = _source_for_ffmpeg(job, whole)
+    job.deadline.check("probing")
+    # a poster-only job lets ffmpeg rotate and size the frame: no first-frame decode in the probe
+    on_mount = not src.is_relative_to(job.scratch_dir)
+    info = probe(
+        src,
+        allowed_demuxers=t.allowed_demuxers(),
+        probe_bytes=t.probe_bytes,
+        rotation=whole,
+        io=job.io if on_mount else None,
+        decodable=ff.decodable_codecs(tool),
+    )
+    avplan.check_limits(info, t)
+    if info.video is None and info.audio is None:
+        if info.left_out:  # e.g. an audio-only file in a codec ffmpeg cannot decode
+            raise BadInputError(f"no stream can be decoded: {'; '.join(map(str, info.left_out))}")
+        raise BadInputError("no audio or video stream")
+    return Decode(
+        tool,
+        src,
+        info,
+        whole,
+        tuple(t.allowed_demuxers()),
+        t.max_output_seconds,
+        t.threads,
+        tonemap_for(info, t),
+    )
+
+
+def _branches(job: Job, pipelines: Sequence[FfmpegPipeline], decode: Decode) -> list[Branch]:
+    """Each pipeline's branch for ``decode`` (none for a pipeline that makes nothing of this source);
+    the streams left out of the command are recorded in the manifests of the pipelines that take them."""
+    info = decode.info
+    branches = []
+    for p in pipelines:
+        if (b := p.branch(job, decode)) is None:
+            continue
+        branches.append(b)
+        for stream in info.left_out:  # not mapped into the command: the outputs are made without it
+            if stream.type in p.stream_types:
+                job.leave_out(
+                    p.name, stream.reason, stream=stream.index, type=stream.type, codec=stream.codec
+                )
+    return branches
 
 
 def command(decode: Decode, branches: Sequence[Branch]) -> list[str]:

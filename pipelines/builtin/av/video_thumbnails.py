@@ -17,9 +17,8 @@ from typing import Any, ClassVar
 
 from config.errors import BadInputError
 from config.settings import Settings
-from pipelines.builtin.av import group as avjob
+from pipelines.builtin.av import group, posters
 from pipelines.builtin.av import plan as avplan
-from pipelines.builtin.av import posters
 from pipelines.builtin.av.group import VIDEO_INPUTS, Branch, Decode, FfmpegPipeline, Seek
 from pipelines.builtin.thumbnails import MEDIA_TYPES as IMAGE_TYPES
 from pipelines.spec import Job, PlannedOutput, SourceInfo
@@ -138,7 +137,7 @@ class ThumbnailBranch(Branch):
         if not frames:  # seeking went past the real end of the video: a third ffmpeg run, first frame
             first = ff.PosterOut(0.0, 1, p.width, p.height, p.folder)
             t = job.settings.transcode
-            args = avjob.command(self.decode, [replace(self, poster=first, sprite=None, seek_to=None)])
+            args = group.command(self.decode, [replace(self, poster=first, sprite=None, seek_to=None)])
             margin = t.deadline_margin_seconds
             ff.run(args, deadline=job.deadline, margin=margin, io=job.io, local=job.scratch_dir)
             frames, times, first_frame = sorted(p.folder.glob("poster*.bmp")), [0.0], False

@@ -51,7 +51,7 @@ class OcrPage:
 
 
 @dataclass(frozen=True)
-class OcrRun:
+class OcrParams:
     """Everything a page's OCR needs besides the page (picklable, shared by the threads)."""
 
     settings: OcrSettings
@@ -66,7 +66,7 @@ class OcrRun:
 
 def ocr_pages(
     pages: Iterable[PageImage],
-    run: OcrRun,
+    params: OcrParams,
     *,
     workers: int,
     on_done: Callable[[OcrPage], None] | None = None,
@@ -88,7 +88,7 @@ def ocr_pages(
             while len(pending) >= max(1, workers):
                 done, pending = wait(pending, return_when=FIRST_COMPLETED)
                 collect(done)
-            pending.add(pool.submit(_ocr_page, page, run))
+            pending.add(pool.submit(_ocr_page, page, params))
             del page  # the pool holds the only reference now
         while pending:
             done, pending = wait(pending, return_when=FIRST_COMPLETED)
@@ -107,8 +107,8 @@ def _save(image: Image.Image, path: Path, dpi: int | None) -> None:
         image.save(path, "PNG", compress_level=1, **extra)
 
 
-def _page_file(run: OcrRun, page: PageImage) -> Path:
-    return run.scratch / f"page-{page.index + 1:05d}.png"  # lossless: OCR reads exactly the pixels
+def _page_file(params: OcrParams, page: PageImage) -> Path:
+    return params.scratch / f"page-{page.index + 1:05d}.png"  # lossless: OCR reads exactly the pixels
 
 
 def searchable_page(image: Image.Image, text_pdf: bytes, dpi: int | None) -> bytes:
@@ -132,29 +132,29 @@ def searchable_page(image: Image.Image, text_pdf: bytes, dpi: int | None) -> byt
     return out.getvalue()
 
 
-def _ocr_file(run: OcrRun, path: Path, dpi: int | None, what: str) -> PageResult:
-    s = run.settings
+def _ocr_file(params: OcrParams, path: Path, dpi: int | None, what: str) -> PageResult:
+    s = params.settings
     return tesseract.recognize(
         path,
         langs=s.languages,
         dpi=dpi,
         psm=s.psm,
-        want_pdf=run.want_pdf,
+        want_pdf=params.want_pdf,
         timeout=s.page_timeout_seconds,
-        deadline=run.deadline,
-        env=run.env,
+        deadline=params.deadline,
+        env=params.env,
         tessdata_dir=s.tessdata_dir,
         what=what,
     )
 
 
-def _orientation(run: OcrRun, path: Path, what: str) -> Orientation | None:
-    s = run.settings
+def _orientation(params: OcrParams, path: Path, what: str) -> Orientation | None:
+    s = params.settings
     return tesseract.detect_orientation(
         path,
         timeout=s.page_timeout_seconds,
-        deadline=run.deadline,
-        env=run.env,
+        deadline=params.deadline,
+        env=params.env,
         tessdata_dir=s.tessdata_dir,
         what=what,
     )
@@ -169,33 +169,33 @@ def looks_wrong(result: PageResult) -> bool:
     return tall * 2 > len(long_words) or result.mean_conf < AUTO_OSD_BELOW_CONF
 
 
-def _ocr_page(page: PageImage, run: OcrRun) -> OcrPage:
+def _ocr_page(page: PageImage, params: OcrParams) -> OcrPage:
     """OCR one page; orientation per settings.
 
     'always': OSD first, rotate, then OCR.  'auto': OCR; if the result looks sideways or reads badly,
     OSD; if OSD says rotate (with enough confidence), OCR the rotated page and keep the better reading.
     The per-page limit fails the page (PageTimeoutError); the job's deadline times the job out.
     """
-    s = run.settings
+    s = params.settings
     what = f"page {page.index + 1}"
-    path = _page_file(run, page)
+    path = _page_file(params, page)
     image = page.image
     try:
         _save(image, path, page.dpi)
         osd: Orientation | None = None
         rotated = 0
         if s.orientation == "always":
-            osd = _orientation(run, path, what)
+            osd = _orientation(params, path, what)
             if osd is not None and osd.rotate and osd.confidence >= s.osd_min_confidence:
                 image, rotated = image.transpose(_CLOCKWISE[osd.rotate]), osd.rotate
                 _save(image, path, page.dpi)
-        result = _ocr_file(run, path, page.dpi, what)
+        result = _ocr_file(params, path, page.dpi, what)
         if s.orientation == "auto" and looks_wrong(result):
-            osd = _orientation(run, path, what)
+            osd = _orientation(params, path, what)
             if osd is not None and osd.rotate and osd.confidence >= s.osd_min_confidence:
                 turned = image.transpose(_CLOCKWISE[osd.rotate])
                 _save(turned, path, page.dpi)
-                second = _ocr_file(run, path, page.dpi, what)
+                second = _ocr_file(params, path, page.dpi, what)
                 if second.mean_conf >= result.mean_conf:
                     result, rotated, image = second, osd.rotate, turned
         text_only = result.pdf is not None and page.onto_source_page and rotated == 0

@@ -33,7 +33,7 @@ PDF_SUFFIXES = frozenset(PDF_INPUTS)
 if TYPE_CHECKING:
     from PIL import Image
 
-    from pipelines.builtin.ocr.pages import OcrPage, OcrRun, PageImage
+    from pipelines.builtin.ocr.pages import OcrPage, OcrParams, PageImage
     from pipelines.media.pdf import PdfDocument, TextLayer
     from pipelines.tools.tesseract import Word
 
@@ -192,10 +192,10 @@ def document_text(pages: list[PageOut]) -> str:
 # ---------------------------------------------------------------------------------------------- runs
 
 
-def _ocr_run(job: Job) -> OcrRun:
-    from pipelines.builtin.ocr.pages import OcrRun
+def _ocr_params(job: Job) -> OcrParams:
+    from pipelines.builtin.ocr.pages import OcrParams
 
-    return OcrRun(
+    return OcrParams(
         settings=job.settings.ocr,
         scratch=job.scratch_dir,
         want_pdf="pdf" in job.settings.ocr.outputs,
@@ -310,7 +310,7 @@ def _run_pdf(job: Job, data: bytes) -> list[PageOut]:
             ).compact()
             progress(f"page {page.index + 1}/{n}: OCR")
 
-        ocr_pages(pages_needing_ocr(), _ocr_run(job), workers=_workers(job), on_done=record)
+        ocr_pages(pages_needing_ocr(), _ocr_params(job), workers=_workers(job), on_done=record)
     if len(left_out) == n:  # nothing of the document could be read
         raise BadInputError(left_out[0] if n == 1 else f"every page was left out: {'; '.join(left_out)}")
     return [out[i] for i in range(n)]
@@ -360,7 +360,7 @@ def _run_image(job: Job, data: bytes) -> list[PageOut]:
         out[page.index] = _from_ocr(page, unit="px", scale=1, languages=s.languages).compact()
         job.report_progress("ocr", len(out) / n, f"page {page.index + 1}/{n}")
 
-    ocr_pages(pages(), _ocr_run(job), workers=_workers(job), on_done=record)
+    ocr_pages(pages(), _ocr_params(job), workers=_workers(job), on_done=record)
     return [out[i] for i in range(n)]
 
 
