@@ -4,17 +4,23 @@ Every import (at any depth: inside functions and ``TYPE_CHECKING`` blocks too) o
 config/, pipelines/ and handlers/ is mapped to the folder it names and checked against :data:`ALLOWED`.
 A plug-in (pipelines/builtin/<family>) knows the contract at pipelines/'s root and the shared media and
 tools helpers only: never the engine, the pool, the report, the workspace, nor another plug-in, as a
-third party's plug-in could not.
+third party's plug-in could not.  Also: the declared ``warm_modules`` of every installed pipeline import.
 """
 
 from __future__ import annotations
 
 import ast
 import functools
+import importlib
+import logging
 from collections.abc import Iterator
 from pathlib import Path
 
+import pytest
 from conftest import REPO
+
+from pipelines.core import registry
+from pipelines.core.registry import import_modules, load_registry
 
 ROOTS = ("config", "pipelines", "handlers")
 SUBFOLDERS = ("core", "workspace", "batch", "media", "tools")  # pipelines/<name>/
@@ -158,3 +164,39 @@ def test_the_check_sees_imports_at_any_depth_and_relative_ones() -> None:
     assert sorted(b.split(": ", 1)[0] for b in offences(found)) == [
         f"pipelines/builtin/ocr/x.py:{n}" for n in (4, 6, 7, 8, 9)
     ], offences(found)
+
+
+# ------------------------------------------------------------------------------------------ warm-up
+
+
+def declared_warm_modules() -> list[tuple[str, str]]:
+    reg = load_registry()
+    assert {"thumbnails", "ocr", "transcode", "video_thumbnails"} <= set(reg.pipelines), reg.unavailable
+    return sorted((pipeline, module) for module, pipeline in reg.warm_modules().items())
+
+
+@pytest.mark.parametrize(("pipeline", "module"), declared_warm_modules())
+def test_every_declared_warm_module_imports(pipeline: str, module: str) -> None:
+    importlib.import_module(module)  # an ImportError here is a stale name in the pipeline's warm_modules
+
+
+def test_a_stale_warm_module_is_named_in_a_warning(
+    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A name inside an installed package that does not exist (a module moved or renamed) is a warning
+    naming the pipeline and the module; a library that is not installed at all is left to the
+    pipeline's own check (debug only); neither stops the others from importing."""
+    monkeypatch.setattr(registry, "_FAILED", set())  # what this process already said
+    caplog.set_level(logging.DEBUG, logger="media_worker")
+    import_modules(
+        {
+            "pipelines.media.imagin": "thumbnails",
+            "no_such_library_for_media_worker": "third_party",
+            "json": "thumbnails",
+        }
+    )
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1, warnings
+    assert "pipelines.media.imagin" in warnings[0] and "'thumbnails'" in warnings[0], warnings
+    left = [r for r in caplog.records if "no_such_library_for_media_worker" in r.getMessage()]
+    assert [r.levelno for r in left] == [logging.DEBUG]

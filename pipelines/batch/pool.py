@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import multiprocessing
 import threading
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from queue import Empty
@@ -31,21 +31,24 @@ def iter_sources(engine: Engine, paths: Iterable[str]) -> Iterator[str]:
 _progress_queue: Any = None
 
 
-def warm_modules(engine: Engine, names: Sequence[str] | None = None) -> list[str]:
-    """Modules a worker needs before its first file: the engine, and for each pipeline in ``names``
-    (default: all installed) its module and the modules it declares in ``warm_modules`` (what it would
-    otherwise import on first use).  A batch of photos does not preload the video or OCR libraries."""
-    return ["pipelines.batch.pool", *engine.registry.warm_modules(names)]
+def warm_modules(engine: Engine, names: Sequence[str] | None = None) -> dict[str, str]:
+    """Modules a worker needs before its first file (name -> who needs it): the engine, and for each
+    pipeline in ``names`` (default: all installed) its module and the modules it declares in
+    ``warm_modules`` (what it would otherwise import on first use).  A batch of photos does not preload
+    the video or OCR libraries."""
+    return {"pipelines.batch.pool": "media-worker", **engine.registry.warm_modules(names)}
 
 
-def _init_worker(settings: Settings, progress_queue: Any = None, modules: Sequence[str] = ()) -> None:
+def _init_worker(
+    settings: Settings, progress_queue: Any = None, modules: Mapping[str, str] | None = None
+) -> None:
     """Each worker, once: the engine, then the pipelines' first-use imports (already in memory when the
     worker was forked from the parent or from a forkserver that imported them)."""
     global _engine, _progress_queue
     if _engine is None or _engine.settings is not settings:  # forked from the parent: it has one
         _engine = Engine(settings)
     _progress_queue = progress_queue
-    import_modules(modules)
+    import_modules(modules or {})
 
 
 def _report(source: str, pipeline: str, fraction: float, message: str) -> None:
@@ -128,11 +131,11 @@ class _PoolRun:
         results: dict[str, SourceResult],
         on_result: Callable[[SourceResult], None] | None,
         progress: ProgressCallback | None,
-        modules: Sequence[str] = (),
+        modules: Mapping[str, str] | None = None,
         engine: Engine | None = None,
     ) -> None:
         self.settings, self.pipelines, self.results = settings, pipelines, results
-        self.on_result, self.progress, self.modules = on_result, progress, list(modules)
+        self.on_result, self.progress, self.modules = on_result, progress, dict(modules or {})
         self.engine = engine
 
     def _context(self) -> Any:
@@ -147,7 +150,7 @@ class _PoolRun:
             _engine = self.engine
             return multiprocessing.get_context("fork")
         ctx = multiprocessing.get_context("forkserver")
-        ctx.set_forkserver_preload(self.modules)  # imported once, in the forkserver; workers fork warm
+        ctx.set_forkserver_preload(list(self.modules))  # imported once, in the forkserver; workers fork warm
         return ctx
 
     def __call__(self, sources: list[str], n: int) -> tuple[list[str], list[str]]:
