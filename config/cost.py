@@ -4,7 +4,7 @@ Prices are approximate us-east-1 list prices (the design's table), per GB (2**30
 requests; override them per region in the config file's ``[cost]`` table or with
 ``MEDIA_WORKER_COST__<FIELD>``.  Check the AWS price pages before trusting a figure to the cent.
 
-Three ways to do the same work are priced from one job's ledger (:class:`pipelines.workspace.mount.StorageIO`
+Three ways to do the same work are priced from one job's ledger (:class:`pipelines.ledger.StorageIO`
 as a dict, the manifest's ``io``):
 
 * ``mount_way`` (S3 Files): small reads through the cache (metered at >= 32 KiB each), writes, the

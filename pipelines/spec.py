@@ -25,7 +25,7 @@ from config.deadline import Deadline
 from config.settings import Settings
 
 if TYPE_CHECKING:
-    from pipelines.workspace.mount import StorageIO
+    from pipelines.ledger import StorageIO
 
 
 @dataclass(frozen=True)

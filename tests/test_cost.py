@@ -205,7 +205,7 @@ KIB = 1024
 def test_reads_are_metered_as_s3_files_meters_them() -> None:
     """Below 128 KiB a read goes through the cache and is metered at least 32 KiB; from 128 KiB it is
     direct (served from S3) and not metered there; a read of 0 bytes (end of file) is no request."""
-    from pipelines.workspace.mount import StorageIO
+    from pipelines.ledger import StorageIO
 
     io = StorageIO()
     for n in (1, 32 * KIB - 1, 32 * KIB, 32 * KIB + 1, 128 * KIB - 1, 128 * KIB, 3 * 1024 * KIB, 0):

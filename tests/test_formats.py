@@ -20,9 +20,10 @@ from PIL import Image, ImageStat
 from config.rules import named_suffixes, select_pipelines
 from config.settings import load_settings
 from pipelines.builtin.ocr.pipeline import OcrPipeline
-from pipelines.builtin.thumbnails import IMAGE_INPUTS, ThumbnailPipeline
+from pipelines.builtin.thumbnails import ThumbnailPipeline
 from pipelines.core.engine import Engine, rules_in_force
 from pipelines.core.registry import load_registry
+from pipelines.media.renditions import IMAGE_INPUTS
 
 AV = ["transcode", "video_thumbnails"]
 H263_AMR = ("-s", "176x144", "-c:v", "h263", "-c:a", "libopencore_amrnb", "-ar", "8000", "-ac", "1")

@@ -529,7 +529,7 @@ def test_upload_trigger_runs_the_image_on_the_mounted_bucket(tmp_path: Path) -> 
 def test_the_pool_sizes_itself_from_the_containers_cpu_quota() -> None:
     """`--cpus 1` on a 2-core host: the cgroup's cpu.max, not os.cpu_count(), sizes the process pool."""
     probe = (
-        "import os; from pipelines.batch.pool import available_cpus; print(os.cpu_count(), available_cpus())"
+        "import os; from pipelines.tools.host import available_cpus; print(os.cpu_count(), available_cpus())"
     )
     for cpus, want in (("1", 1), ("1.5", 2)):
         res = podman(

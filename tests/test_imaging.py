@@ -13,7 +13,16 @@ import pytest
 from PIL import Image, ImageChops, ImageFilter, ImageOps, ImageStat, features
 
 from config.errors import BadInputError
-from pipelines.media.imaging import Box, encode, fit_sizes, load_for_box, open_image, render_thumbnails
+from pipelines.media.imaging import (
+    Box,
+    decode_frame,
+    encode,
+    fit_sizes,
+    flatten,
+    load_for_box,
+    open_image,
+    render_thumbnails,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 CORPUS = REPO.parent / "shared" / "corpus"
@@ -466,3 +475,34 @@ def test_a_limit_above_pillows_own_is_honoured() -> None:
     assert open_image(data, max_pixels=300_000_000).size == (15000, 14000)
     with pytest.raises(BadInputError, match="over the limit"):
         open_image(data, max_pixels=200_000_000)
+
+
+# ------------------------------------------------------------------- frames for callers that walk them
+
+
+def test_decode_frame_orients_on_request_and_names_the_step_that_failed() -> None:
+    """OCR's pages go through decode_frame and flatten: a JPEG stored sideways (EXIF orientation 6)
+    comes out upright only when asked, a truncated one fails as a BadInputError naming the step."""
+    im = Image.merge("RGB", [Image.effect_noise((400, 200), 64)] * 3)  # noise: the scan data dominates
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    data = as_bytes(im, "JPEG", exif=exif.tobytes())
+    assert decode_frame(open_image(data, max_pixels=MAX_PIXELS), "decode page 1").size == (400, 200)
+    upright = decode_frame(open_image(data, max_pixels=MAX_PIXELS), "decode page 1", orient=True)
+    assert upright.size == (200, 400)
+    truncated = open_image(data[: len(data) // 2], max_pixels=MAX_PIXELS)
+    with pytest.raises(BadInputError, match="cannot decode page 1: truncated image data"):
+        decode_frame(truncated, "decode page 1")
+
+
+@pytest.mark.parametrize("mode", ["RGBA", "LA", "P"])
+def test_flatten_composites_transparency_onto_the_background(mode: str) -> None:
+    im = Image.new("RGBA", (8, 8), (0, 0, 0, 0))
+    im.paste((10, 10, 10, 255), (0, 0, 4, 8))
+    src = im.convert(mode) if mode != "P" else im.convert("RGB").quantize(2)
+    if mode == "P":  # the palette index of the left half's colour is opaque, the other transparent
+        src.info["transparency"] = src.getpixel((7, 0))
+    flat = flatten(src, (255, 255, 255))
+    assert flat.mode in ("RGB", "L")
+    assert flat.convert("L").getpixel((7, 0)) == 255  # transparent: the background
+    assert flat.convert("L").getpixel((0, 0)) < 40  # opaque: the content

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from conftest import REPO, add_samples, cli_env, run_cli
 
-from pipelines.batch.pool import cgroup_cpu_quota
+from pipelines.tools.host import cgroup_cpu_quota
 
 
 def cgroup_tree(tmp_path: Path, files: dict[str, str], membership: str) -> tuple[Path, Path]:

@@ -1,6 +1,6 @@
 """The cost ledger summed: what the jobs under a prefix did on storage, and what that costs three ways.
 
-Each manifest's ``io`` is its job's ledger (:class:`pipelines.workspace.mount.StorageIO`, counted as the
+Each manifest's ``io`` is its job's ledger (:class:`pipelines.ledger.StorageIO`, counted as the
 worker and its tools read and wrote the mount, plus the manifest's own write); this adds them up and
 prices the sum with the config layer's table (:func:`config.cost.usd`): the mount way at the configured
 cache expiry and at the expiries worth comparing, the old way (GET the source, PUT each output) and EFS.
@@ -13,7 +13,7 @@ from dataclasses import fields
 from typing import Any
 
 from config.cost import CostSettings, usd
-from pipelines.workspace.mount import StorageIO
+from pipelines.ledger import StorageIO
 
 SUMMED = (*(f.name for f in fields(StorageIO)), "sources", "source_bytes", "bytes_stored")
 COMPARED_DAYS = (1, 2, 7, 30)  # the design's advice: 1-2 days for touch-once batches

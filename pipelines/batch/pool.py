@@ -2,81 +2,20 @@
 
 from __future__ import annotations
 
-import contextlib
-import math
 import multiprocessing
-import os
 import threading
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
-from pathlib import Path
 from queue import Empty
 from typing import Any
 
 from config.settings import Settings
 from pipelines.core.engine import Engine, ProgressCallback, SourceResult
 from pipelines.core.registry import import_modules
+from pipelines.tools.host import available_cpus
 
 _engine: Engine | None = None
-
-
-def available_cpus() -> int:
-    """CPUs this process may really use: its affinity mask, capped by a cgroup CPU quota (a container's
-    ``--cpus``; cgroup v2 ``cpu.max`` or v1 ``cpu.cfs_quota_us``), rounded up, at least 1."""
-    try:
-        cpus = len(os.sched_getaffinity(0))
-    except AttributeError:  # pragma: no cover - not Linux
-        cpus = os.cpu_count() or 1
-    quota = cgroup_cpu_quota()
-    return max(1, min(cpus, math.ceil(quota))) if quota else cpus
-
-
-def cgroup_cpu_quota(
-    root: Path = Path("/sys/fs/cgroup"), membership: Path = Path("/proc/self/cgroup")
-) -> float | None:
-    """The CPU quota of this process's cgroup in CPUs (e.g. 1.5), or None when unlimited or unknown.
-
-    cgroup v2 (``cpu.max``) or v1 (``cpu.cfs_quota_us`` / ``cpu.cfs_period_us``); the tightest quota of
-    the process's cgroup and its ancestors.  In a container the mounted hierarchy often starts at the
-    container's own cgroup while ``/proc/self/cgroup`` names the host's path: the mount root counts too.
-    """
-    try:
-        lines = membership.read_text().splitlines()
-    except OSError:
-        return None
-    v2 = (root / "cgroup.controllers").exists()
-    quotas: list[float] = []
-    for line in lines:
-        parts = line.split(":", 2)
-        if len(parts) != 3:
-            continue
-        _, controllers, path = parts
-        if v2 and controllers == "":
-            for folder in _lineage(root, path):
-                with contextlib.suppress(OSError, ValueError):
-                    quota, period = (folder / "cpu.max").read_text().split()
-                    if quota != "max" and int(period) > 0:
-                        quotas.append(int(quota) / int(period))
-        elif not v2 and "cpu" in controllers.split(","):
-            for base in (root / "cpu,cpuacct", root / "cpu"):
-                for folder in _lineage(base, path):
-                    with contextlib.suppress(OSError, ValueError):
-                        quota_us = int((folder / "cpu.cfs_quota_us").read_text())
-                        period_us = int((folder / "cpu.cfs_period_us").read_text())
-                        if quota_us > 0 and period_us > 0:
-                            quotas.append(quota_us / period_us)
-    return min(quotas) if quotas else None
-
-
-def _lineage(base: Path, path: str) -> list[Path]:
-    """``base/path`` and each of its ancestors down to ``base`` itself."""
-    folder = base / path.strip("/")
-    out = [folder]
-    while folder != base and base in folder.parents:
-        folder = folder.parent
-        out.append(folder)
-    return out
 
 
 def iter_sources(engine: Engine, paths: Iterable[str]) -> Iterator[str]:
@@ -92,21 +31,24 @@ def iter_sources(engine: Engine, paths: Iterable[str]) -> Iterator[str]:
 _progress_queue: Any = None
 
 
-def warm_modules(engine: Engine, names: Sequence[str] | None = None) -> list[str]:
-    """Modules a worker needs before its first file: the engine, and for each pipeline in ``names``
-    (default: all installed) its module and the modules it declares in ``warm_modules`` (what it would
-    otherwise import on first use).  A batch of photos does not preload the video or OCR libraries."""
-    return ["pipelines.batch.pool", *engine.registry.warm_modules(names)]
+def warm_modules(engine: Engine, names: Sequence[str] | None = None) -> dict[str, str]:
+    """Modules a worker needs before its first file (name -> who needs it): the engine, and for each
+    pipeline in ``names`` (default: all installed) its module and the modules it declares in
+    ``warm_modules`` (what it would otherwise import on first use).  A batch of photos does not preload
+    the video or OCR libraries."""
+    return {"pipelines.batch.pool": "media-worker", **engine.registry.warm_modules(names)}
 
 
-def _init_worker(settings: Settings, progress_queue: Any = None, modules: Sequence[str] = ()) -> None:
+def _init_worker(
+    settings: Settings, progress_queue: Any = None, modules: Mapping[str, str] | None = None
+) -> None:
     """Each worker, once: the engine, then the pipelines' first-use imports (already in memory when the
     worker was forked from the parent or from a forkserver that imported them)."""
     global _engine, _progress_queue
     if _engine is None or _engine.settings is not settings:  # forked from the parent: it has one
         _engine = Engine(settings)
     _progress_queue = progress_queue
-    import_modules(modules)
+    import_modules(modules or {})
 
 
 def _report(source: str, pipeline: str, fraction: float, message: str) -> None:
@@ -189,11 +131,11 @@ class _PoolRun:
         results: dict[str, SourceResult],
         on_result: Callable[[SourceResult], None] | None,
         progress: ProgressCallback | None,
-        modules: Sequence[str] = (),
+        modules: Mapping[str, str] | None = None,
         engine: Engine | None = None,
     ) -> None:
         self.settings, self.pipelines, self.results = settings, pipelines, results
-        self.on_result, self.progress, self.modules = on_result, progress, list(modules)
+        self.on_result, self.progress, self.modules = on_result, progress, dict(modules or {})
         self.engine = engine
 
     def _context(self) -> Any:
@@ -208,7 +150,7 @@ class _PoolRun:
             _engine = self.engine
             return multiprocessing.get_context("fork")
         ctx = multiprocessing.get_context("forkserver")
-        ctx.set_forkserver_preload(self.modules)  # imported once, in the forkserver; workers fork warm
+        ctx.set_forkserver_preload(list(self.modules))  # imported once, in the forkserver; workers fork warm
         return ctx
 
     def __call__(self, sources: list[str], n: int) -> tuple[list[str], list[str]]:

@@ -42,11 +42,12 @@ from config.version import DISTRIBUTION, version
 from pipelines.core.registry import Registry, load_registry
 from pipelines.core.scratch import Scratch, sweep
 from pipelines.core.triage import Verdict, triage
+from pipelines.ledger import StorageIO
 from pipelines.result import SourceResult
 from pipelines.spec import OutputRecord, Pipeline, PlannedOutput, SourceInfo
 from pipelines.workspace import failure, manifest
 from pipelines.workspace.lease import Lease
-from pipelines.workspace.mount import StorageIO, Workspace, clean_relpath
+from pipelines.workspace.mount import Workspace, clean_relpath
 
 log = get_logger(__name__)
 ProgressCallback = Callable[[str, str, float, str], None]  # (source, pipeline, fraction 0-1, message)

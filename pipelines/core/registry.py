@@ -5,9 +5,8 @@ A pipeline that fails to import is logged and listed as unavailable, never fatal
 
 from __future__ import annotations
 
-import contextlib
 import importlib
-from collections.abc import Iterable, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib.metadata import EntryPoint, entry_points
 
@@ -21,6 +20,7 @@ from pipelines.spec import Pipeline, SourceInfo
 
 GROUP = "media_worker.pipelines"
 log = get_logger(__name__)
+_FAILED: set[str] = set()  # warm modules that did not import in this process
 
 
 @dataclass
@@ -92,15 +92,17 @@ class Registry:
             out[name] = list(seen)
         return out
 
-    def warm_modules(self, names: Sequence[str] | None = None) -> list[str]:
-        """Modules a process needs before its first file: for each pipeline in ``names`` (default: all
-        installed) its module and the modules it declares in ``warm_modules`` (what it would otherwise
-        import on first use).  A batch of photos does not preload the video or OCR libraries."""
-        mods = []
+    def warm_modules(self, names: Sequence[str] | None = None) -> dict[str, str]:
+        """Modules a process needs before its first file, each with the pipeline that declares it: for
+        each pipeline in ``names`` (default: all installed) its module and the modules it declares in
+        ``warm_modules`` (what it would otherwise import on first use).  A batch of photos does not
+        preload the video or OCR libraries."""
+        mods: dict[str, str] = {}
         for name, p in self.pipelines.items():
             if names is None or name in names:
-                mods += [type(p).__module__, *p.warm_modules]
-        return list(dict.fromkeys(mods))
+                for module in (type(p).__module__, *p.warm_modules):
+                    mods.setdefault(module, name)
+        return mods
 
     def warm(self, names: Sequence[str] | None = None) -> None:
         """Import :meth:`warm_modules` now."""
@@ -125,11 +127,26 @@ class Registry:
         self.origins[name] = origin
 
 
-def import_modules(names: Iterable[str]) -> None:
-    """Import ``names``; one that is missing is left to its pipeline's own check, on its first file."""
-    for name in names:
-        with contextlib.suppress(ImportError):
+def import_modules(modules: Mapping[str, str]) -> None:
+    """Import each module (name -> the pipeline that declares it); none that fails stops the others.
+
+    A library that is not installed at all is left to its pipeline's own check, on its first file
+    (logged at debug).  Any other failure is a warning naming the pipeline and the module: a name inside
+    an installed package that does not exist is a stale ``warm_modules`` entry (a module moved or
+    renamed), and a module that raises ImportError would fail its pipeline's first file too.
+    """
+    for name, pipeline in modules.items():
+        if name in _FAILED:  # said once per process (a forked worker inherits what its parent said)
+            continue
+        try:
             importlib.import_module(name)
+        except ImportError as exc:
+            _FAILED.add(name)
+            missing = exc.name if isinstance(exc, ModuleNotFoundError) else None
+            if missing and "." not in missing:  # a top-level package: not installed
+                log.debug("pipeline %r: warm module %r left to its check: %s", pipeline, name, exc)
+            else:
+                log.warning("pipeline %r: warm module %r does not import: %s", pipeline, name, exc)
 
 
 def _load(ep: EntryPoint) -> Pipeline:

@@ -196,6 +196,23 @@ def _raised_by_decoder(exc: BaseException) -> bool:
     return module.split(".")[0] in _DECODER_MODULES
 
 
+def decode_frame(frame: Image.Image, what: str, *, orient: bool = False) -> Image.Image:
+    """A decoded copy of ``frame`` (an opened image's current frame: one page of a multi-page TIFF), EXIF
+    orientation applied when ``orient``; a decode failure is ``BadInputError("cannot <what>: ...")``.
+    For callers that walk frames themselves (OCR's pages) rather than render thumbnails."""
+    _decoding(what, frame.load)
+    copy = frame.copy()
+    if not orient:
+        return copy
+    return _decoding("apply EXIF orientation", lambda: ImageOps.exif_transpose(copy))
+
+
+def flatten(im: Image.Image, background: tuple[int, int, int] = (255, 255, 255)) -> Image.Image:
+    """``im`` as RGB or L (bilevel, palette, 16-bit and CMYK images converted first) with any
+    transparency composited onto ``background``."""
+    return _flatten(_normalize_mode(im), background)
+
+
 # --------------------------------------------------------------------------------------------- load
 
 

@@ -29,8 +29,8 @@ from typing import Any
 from config.deadline import NO_DEADLINE, Deadline
 from config.errors import BadInputError, JobTimeoutError, MissingDependencyError
 from config.logs import get_logger
+from pipelines.ledger import StorageIO
 from pipelines.tools import query_cache, runner
-from pipelines.workspace.mount import StorageIO
 
 log = get_logger(__name__)
 MIB = 1 << 20

@@ -22,7 +22,7 @@ from config.errors import BadInputError, MissingDependencyError
 if TYPE_CHECKING:
     import av
 
-    from pipelines.workspace.mount import StorageIO
+    from pipelines.ledger import StorageIO
 
 MIB = 1 << 20
 _ATTACHED_PIC = 0x400  # AV_DISPOSITION_ATTACHED_PIC: cover art shown as a "video" stream

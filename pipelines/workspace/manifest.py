@@ -17,7 +17,7 @@ from pipelines.spec import OutputRecord, SourceInfo
 
 if TYPE_CHECKING:
     from config.settings import Settings
-    from pipelines.workspace.mount import StorageIO
+    from pipelines.ledger import StorageIO
 
 SCHEMA = "media-worker/manifest/v1"
 

@@ -8,8 +8,9 @@ The mount I/O contract:
   default 1 MiB), so S3 Files serves them straight from S3 rather than its paid cache;
 * outputs are written once at their final path: no temp file, no rename (a rename on S3 Files is a
   copy plus a delete), parents created as needed, never through a symlink;
-* every read() and write() on the workspace is counted in the job's :class:`StorageIO` (the cost
-  ledger in its manifest), with what tools did on the mount added by their wrappers.
+* every read() and write() on the workspace is counted in the job's
+  :class:`~pipelines.ledger.StorageIO` (the cost ledger in its manifest), with what tools did on the
+  mount added by their wrappers.
 """
 
 from __future__ import annotations
@@ -18,9 +19,7 @@ import errno
 import hashlib
 import os
 import stat
-import threading
 from collections.abc import Iterable, Iterator
-from dataclasses import asdict, dataclass
 from pathlib import Path, PurePosixPath
 from types import TracebackType
 
@@ -32,6 +31,7 @@ from config.errors import (
     WorkspaceNotWritableError,
 )
 from config.layout import MAX_KEY_BYTES
+from pipelines.ledger import StorageIO
 
 _WRITE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC
 _READ_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC
@@ -40,69 +40,6 @@ _FULL = (errno.ENOSPC, errno.EDQUOT)
 _PRUNE_RACE_ATTEMPTS = (
     32  # walk again this often if concurrent clean-ups keep pruning (3 pruning processes: 0 in 27,000)
 )
-
-
-DIRECT_READ_MIN = 128 << 10  # S3 Files serves reads of at least this much data straight from S3
-CACHED_READ_METERED_MIN = 32 << 10  # a smaller read goes through the cache, metered at least this much
-
-
-@dataclass
-class StorageIO:
-    """A job's I/O on the workspace, as S3 Files would meter it: the cost ledger of its manifest.
-
-    A read returning >= 128 KiB is *direct* (served from S3); a smaller one is *cached* (through the
-    file system's high-performance storage, metered at a minimum of 32 KiB).  Every write() counts.
-    The worker's own calls are counted one by one; a tool's reads are its measured bytes in 1 MiB
-    pieces, and ``tool_seeks`` the seeks it reported: each may have cost one more, shorter, read.
-    """
-
-    bytes_read_direct: int = 0
-    bytes_read_cached: int = 0
-    bytes_read_cached_metered: int = 0
-    read_requests: int = 0
-    direct_read_requests: int = 0
-    bytes_written: int = 0
-    write_requests: int = 0
-    files_written: int = 0
-    tool_seeks: int = 0
-
-    def __post_init__(self) -> None:
-        self._lock = threading.Lock()  # OCR pages and the lease renewer count from their threads
-
-    def read(self, n: int) -> None:
-        """One read() that returned ``n`` bytes (0, at end of file, is not a request for data)."""
-        if n <= 0:
-            return
-        with self._lock:
-            self.read_requests += 1
-            if n >= DIRECT_READ_MIN:
-                self.bytes_read_direct += n
-                self.direct_read_requests += 1
-            else:
-                self.bytes_read_cached += n
-                self.bytes_read_cached_metered += max(n, CACHED_READ_METERED_MIN)
-
-    def reads_in_pieces(self, total: int, piece: int, seeks: int = 0) -> None:
-        """A tool's reads of ``total`` bytes in ``piece``-sized reads (the last one shorter), with
-        ``seeks`` seeks between them."""
-        full, tail = divmod(total, piece)
-        for _ in range(full):
-            self.read(piece)
-        self.read(tail)
-        with self._lock:
-            self.tool_seeks += seeks
-
-    def wrote(self, n: int, requests: int = 1) -> None:
-        with self._lock:
-            self.bytes_written += n
-            self.write_requests += requests
-
-    def new_file(self) -> None:
-        with self._lock:
-            self.files_written += 1
-
-    def as_dict(self) -> dict[str, int]:
-        return asdict(self)
 
 
 def not_writable(folder: Path, exc: OSError | None = None) -> WorkspaceNotWritableError:

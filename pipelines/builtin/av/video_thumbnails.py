@@ -20,7 +20,7 @@ from config.settings import Settings
 from pipelines.builtin.av import group, posters
 from pipelines.builtin.av import plan as avplan
 from pipelines.builtin.av.group import VIDEO_INPUTS, Branch, Decode, FfmpegPipeline, Seek
-from pipelines.builtin.thumbnails import MEDIA_TYPES as IMAGE_TYPES
+from pipelines.media.renditions import OUTPUT_TYPES, render_image
 from pipelines.spec import Job, PlannedOutput, SourceInfo
 from pipelines.tools import ffmpeg as ff
 
@@ -52,7 +52,7 @@ class VideoThumbnailPipeline(FfmpegPipeline):
     def plan(self, source: SourceInfo, settings: Settings) -> list[PlannedOutput]:
         th, t = settings.thumbnails, settings.transcode
         out = [
-            PlannedOutput(size, IMAGE_TYPES[fmt][0], IMAGE_TYPES[fmt][1])
+            PlannedOutput(size, OUTPUT_TYPES[fmt][0], OUTPUT_TYPES[fmt][1])
             for size in th.sizes
             for fmt in th.formats
         ]
@@ -128,8 +128,6 @@ class ThumbnailBranch(Branch):
             self._write_storyboard(job, self.sprite, self.geometry)
 
     def _write_posters(self, job: Job) -> None:
-        from pipelines.builtin.thumbnails import render_image
-
         p = self.poster
         frames = sorted(p.folder.glob("poster*.bmp"))
         times = p.times(self.seek_to.at if self.seek_to else None)
@@ -151,9 +149,8 @@ class ThumbnailBranch(Branch):
         rendered = render_image(data, job.settings)
         placeholder = {"thumbhash": rendered.thumbhash} if rendered.thumbhash else {}
         for (size, fmt), (blob, (w, h)) in rendered.items():
-            job.write_output(
-                NAME, size, blob, ext=IMAGE_TYPES[fmt][0], width=w, height=h, time=round(at, 3), **placeholder
-            )
+            ext = OUTPUT_TYPES[fmt][0]
+            job.write_output(NAME, size, blob, ext=ext, width=w, height=h, time=round(at, 3), **placeholder)
 
     def _write_storyboard(self, job: Job, sprite: ff.SpriteOut, geo: avplan.SpriteGeometry) -> None:
         """The tiles ffmpeg wrote, in one sheet, and a WebVTT file mapping each interval to its tile."""

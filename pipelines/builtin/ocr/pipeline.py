@@ -25,7 +25,7 @@ from config.errors import BadInputError, MediaWorkerError
 from config.logs import get_logger
 from config.ocr import OUTPUTS
 from config.settings import Settings
-from pipelines.builtin.thumbnails import IMAGE_INPUTS  # one list of the images we decode
+from pipelines.media.renditions import IMAGE_INPUTS  # one list of the images we decode
 from pipelines.spec import Job, Pipeline, PlannedOutput, SourceInfo
 
 PDF_INPUTS = {"pdf": "application/pdf"}
@@ -204,7 +204,7 @@ def _ocr_params(job: Job) -> OcrParams:
 
 
 def _workers(job: Job) -> int:
-    from pipelines.batch.pool import available_cpus
+    from pipelines.tools.host import available_cpus
 
     return job.settings.ocr.workers or available_cpus()
 
@@ -379,10 +379,10 @@ def _image_pages(
 
 
 def _decode_pages(im: Image.Image, n: int, max_page_pixels: int) -> Iterator[PageImage]:
-    from PIL import ImageOps, ImageSequence
+    from PIL import ImageSequence
 
     from pipelines.builtin.ocr.pages import PageImage
-    from pipelines.media.imaging import _decoding, _flatten, _normalize_mode
+    from pipelines.media.imaging import decode_frame, flatten
 
     dpi = _dpi(im.info.get("dpi"))
     for i, frame in enumerate(ImageSequence.Iterator(im)):
@@ -393,12 +393,9 @@ def _decode_pages(im: Image.Image, n: int, max_page_pixels: int) -> Iterator[Pag
             raise BadInputError(
                 f"page {i + 1} is {w}x{h} pixels, over ocr.max_page_pixels = {max_page_pixels}"
             )
-        _decoding(f"decode page {i + 1}", frame.load)
-        page = frame.copy()
-        if i == 0 and im.format in ("JPEG", "MPO"):
-            page = _decoding("apply EXIF orientation", lambda p=page: ImageOps.exif_transpose(p))  # type: ignore[misc]
+        page = decode_frame(frame, f"decode page {i + 1}", orient=i == 0 and im.format in ("JPEG", "MPO"))
         if page.mode != "1" or page.has_transparency_data:  # bilevel scans stay 1-bit (small PDFs)
-            page = _flatten(_normalize_mode(page), (255, 255, 255))
+            page = flatten(page, (255, 255, 255))
         yield PageImage(i, page, _dpi(frame.info.get("dpi")) or dpi)
 
 
