@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from aws_lambda_powertools.utilities.data_classes.s3_event import S3Event, S3EventBridgeNotificationEvent
 from aws_lambda_powertools.utilities.data_classes.sns_event import SNSEvent, SNSMessage
 
-from config.errors import Rejected, UnrecognizedEvent, UnsupportedEvent
+from config.errors import Rejected, UnsupportedEvent
 
 if TYPE_CHECKING:  # settings (pydantic) load on the first invocation, not at import
     from config.aws import AwsSettings
@@ -248,7 +248,7 @@ def _json(text: str, what: str) -> Any:
     try:
         return json.loads(text)
     except (TypeError, ValueError):
-        raise UnrecognizedEvent(f"{what} is not JSON: {str(text)[:120]!r}") from None
+        raise UnsupportedEvent(f"{what} is not JSON: {str(text)[:120]!r}") from None
 
 
 def message_body(body: str, via: str = "sqs") -> list[ObjectRef]:
@@ -256,7 +256,7 @@ def message_body(body: str, via: str = "sqs") -> list[ObjectRef]:
     an EventBridge S3 event, or S3's ``s3:TestEvent`` (ignored)."""
     doc = _json(body, f"{via} message body")
     if not isinstance(doc, dict):
-        raise UnrecognizedEvent(f"{via} message body is JSON but not an object")
+        raise UnsupportedEvent(f"{via} message body is JSON but not an object")
     if doc.get("Type") == "Notification" and "Message" in doc and "TopicArn" in doc:
         return message_body(SNSMessage(doc).message, via=f"{via}/sns")
     if doc.get("Event") == "s3:TestEvent":
@@ -272,7 +272,7 @@ def message_body(body: str, via: str = "sqs") -> list[ObjectRef]:
         return s3_notification(doc, origin=f"{via}/s3")
     if is_eventbridge_s3(doc):
         return [eventbridge(doc, origin=f"{via}/eventbridge")]
-    raise UnrecognizedEvent(
+    raise UnsupportedEvent(
         f"{via} message is neither an S3 notification nor an SNS/EventBridge wrapper of one"
     )
 
