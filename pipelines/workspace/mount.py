@@ -24,6 +24,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path, PurePosixPath
 from types import TracebackType
 
+from config.cost import CACHED_READ_METERED_MIN, DIRECT_READ_MIN
 from config.errors import (
     BadInputError,
     PathError,
@@ -40,10 +41,6 @@ _FULL = (errno.ENOSPC, errno.EDQUOT)
 _PRUNE_RACE_ATTEMPTS = (
     32  # walk again this often if concurrent clean-ups keep pruning (3 pruning processes: 0 in 27,000)
 )
-
-
-DIRECT_READ_MIN = 128 << 10  # S3 Files serves reads of at least this much data straight from S3
-CACHED_READ_METERED_MIN = 32 << 10  # a smaller read goes through the cache, metered at least this much
 
 
 @dataclass
