@@ -14,7 +14,6 @@ A source the rules route but that has no manifest is *failed* when its failure r
 from __future__ import annotations
 
 import html
-import json
 import time
 from collections import Counter
 from collections.abc import Iterable, Sequence
@@ -167,7 +166,7 @@ def write(ws: Workspace, report: Report, folder: str) -> dict[str, Any]:
     summary = report.summary()
     summary["html"], summary["summary"] = index, summary_path
     ws.write_file(index, render(ws, report, summary, index).encode("utf-8"))
-    ws.write_file(summary_path, (json.dumps(summary, indent=2, ensure_ascii=False) + "\n").encode("utf-8"))
+    ws.write_file(summary_path, manifests.encode_document(summary))
     return summary
 
 
