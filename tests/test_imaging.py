@@ -13,6 +13,7 @@ import pytest
 from PIL import Image, ImageChops, ImageFilter, ImageOps, ImageStat, features
 
 from config.errors import BadInputError
+from pipelines.media.geometry import fit, fit_scale
 from pipelines.media.imaging import Box, encode, fit_sizes, load_for_box, open_image, render_thumbnails
 
 REPO = Path(__file__).resolve().parents[1]
@@ -466,3 +467,19 @@ def test_a_limit_above_pillows_own_is_honoured() -> None:
     assert open_image(data, max_pixels=300_000_000).size == (15000, 14000)
     with pytest.raises(BadInputError, match="over the limit"):
         open_image(data, max_pixels=200_000_000)
+
+
+def test_fit_keeps_the_aspect_inside_the_box_and_its_scale_says_how_much() -> None:
+    """The one box fit (image and PDF thumbnails, video posters): inside the box, never larger than the
+    source, one side on the box unless the source fits already, the aspect kept to a pixel."""
+    for size in [(1200, 1600), (1920, 1080), (725, 1856), (150, 150), (4000, 3), (3, 4000)]:
+        for box in [(150, 150), (800, 600), (1920, 1080), (1, 1), (160, 90)]:
+            w, h = fit(size, box)
+            assert 1 <= w <= min(size[0], box[0]) and 1 <= h <= min(size[1], box[1])
+            assert (w, h) == size or w == box[0] or h == box[1]
+            scale = fit_scale(size, box)
+            assert abs(w - size[0] * scale) <= 0.5 + 1e-9 or w == 1
+            assert abs(h - size[1] * scale) <= 0.5 + 1e-9 or h == 1
+    assert fit((1600, 900), (160, 90)) == (160, 90)
+    with pytest.raises(ValueError, match="positive"):
+        fit((10, 10), (0, 10))
