@@ -124,9 +124,7 @@ def _run(
 
     try:
         engine = Engine(settings)
-        for name in pipelines or []:
-            if engine.registry.get(name) is None:
-                raise MediaWorkerError(f"unknown pipeline {name!r}: {engine.registry.why_unavailable(name)}")
+        engine.registry.require(pipelines or [])
         sources = list(iter_sources(engine, [_in_workspace(engine.ws.root, p) for p in paths]))
         engine.ws.check_writable()
         engine.preflight(engine.pipelines_for(sources, pipelines))

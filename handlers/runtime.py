@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from config.errors import InvalidRequest, Rejected, WorkspaceNotWritableError
+from config.errors import ConfigError, InvalidRequest, Rejected, WorkspaceNotWritableError
 from handlers import observability as obs
 from handlers.events import KeyMapper, ObjectRef
 from handlers.observability import logger
@@ -57,8 +57,6 @@ def init_on_lambda() -> None:
     without tesseract) is an initialisation error, not one failure per object.  Invalid settings are
     left to each invocation, which reports them with the key named."""
     import os
-
-    from config.errors import ConfigError
 
     if not os.environ.get("AWS_LAMBDA_RUNTIME_API"):
         return
@@ -205,9 +203,10 @@ def check_pipelines(rt: Runtime, names: Sequence[str] | None) -> list[str] | Non
         return None
     if isinstance(names, str) or not all(isinstance(n, str) and n for n in names):
         raise InvalidRequest(f"'pipelines' must be a list of pipeline names, got {names!r}")
-    for name in names:
-        if rt.engine.registry.get(name) is None:
-            raise InvalidRequest(f"unknown pipeline {name!r}: {rt.engine.registry.why_unavailable(name)}")
+    try:
+        rt.engine.registry.require(names)
+    except ConfigError as exc:  # a request's error, not the deployment's
+        raise InvalidRequest(str(exc)) from None
     return list(names)
 
 

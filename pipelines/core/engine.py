@@ -310,14 +310,9 @@ class Engine:
 
     def choose(self, names: Sequence[str]) -> tuple[list[Pipeline], list[str]]:
         """The installed pipelines among ``names`` and the reasons the others were left out."""
-        chosen, reasons = [], []
-        for name in names:
-            p = self.registry.get(name)
-            if p is None:
-                reasons.append(f"{name}: {self.registry.why_unavailable(name)}")
-            else:
-                chosen.append(p)
-        return chosen, reasons
+        missing = self.registry.missing(names)
+        chosen = [self.registry.pipelines[name] for name in names if name not in missing]
+        return chosen, [f"{name}: {why}" for name, why in missing.items()]
 
     def pipelines_for(self, relpaths: Iterable[str], pipelines: Sequence[str] | None = None) -> list[str]:
         """Installed pipelines that ``relpaths`` would go through (``pipelines`` if given, else the rules);
