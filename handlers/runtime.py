@@ -272,7 +272,7 @@ def _handle(
         wait = min(settings.sync.visibility_wait_seconds, max(0.0, deadline - time.monotonic()))
         rel, why = resolve(rt.engine.ws, rels, ref, wait_s=wait, deadline=deadline)
         logger.info(f"key {ref.key!r}: {rel!r} ({why})", extra={"candidates": rels, "path": rel})
-    verdict = rt.engine.triage(rel, pipelines)  # the same answer the CLI and the engine give
+    verdict = rt.engine.triage(rel, pipelines)  # the engine's own answer, handed to it below
     if not verdict.run:
         obs.count("skipped")
         return Outcome.before_engine(ref, "skipped", relpath=rel, reason=verdict.reason)
@@ -300,7 +300,7 @@ def _handle(
     with obs.segment("process", source=rel):
         res = rt.engine.process(
             rel,
-            pipelines=pipelines,
+            verdict=verdict,
             meta=meta,
             deadline=deadline,
             progress=obs.ProgressLog(settings.aws.progress_log_seconds),
