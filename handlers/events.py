@@ -141,13 +141,18 @@ def _s3_record(raw: Mapping[str, Any], origin: str) -> ObjectRef:
     )
 
 
-def is_s3_notification(event: Mapping[str, Any]) -> bool:
+def _records_from(event: Mapping[str, Any], source: str, key: str = "eventSource") -> bool:
+    """``Records`` is a non-empty list of records that all name ``source`` (``aws:s3``, ``aws:sqs``…)."""
     recs = event.get("Records")
     return (
         isinstance(recs, list)
         and bool(recs)
-        and all(isinstance(r, dict) and r.get("eventSource") == "aws:s3" for r in recs)
+        and all(isinstance(r, dict) and r.get(key) == source for r in recs)
     )
+
+
+def is_s3_notification(event: Mapping[str, Any]) -> bool:
+    return _records_from(event, "aws:s3")
 
 
 def s3_notification(event: Mapping[str, Any], origin: str = "s3") -> list[ObjectRef]:
@@ -192,12 +197,7 @@ def eventbridge(event: Mapping[str, Any], origin: str = "eventbridge") -> Object
 
 
 def is_sns(event: Mapping[str, Any]) -> bool:
-    recs = event.get("Records")
-    return (
-        isinstance(recs, list)
-        and bool(recs)
-        and all(isinstance(r, dict) and r.get("EventSource") == "aws:sns" for r in recs)
-    )
+    return _records_from(event, "aws:sns", key="EventSource")
 
 
 def sns_event(event: Mapping[str, Any]) -> list[ObjectRef]:
@@ -223,12 +223,7 @@ def shape(event: Any) -> Shape:
         return "s3"
     if is_sns(event):
         return "sns"
-    recs = event.get("Records")
-    if (
-        isinstance(recs, list)
-        and recs
-        and all(isinstance(r, dict) and r.get("eventSource") == "aws:sqs" for r in recs)
-    ):
+    if _records_from(event, "aws:sqs"):
         return "sqs"
     if "invocationSchemaVersion" in event and "tasks" in event:
         return "batch-operations"
