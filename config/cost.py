@@ -28,6 +28,8 @@ from pydantic import Field
 from config.base import Section
 
 GB = float(1 << 30)
+DIRECT_READ_MIN = 128 << 10  # S3 Files serves reads of at least this much data straight from S3
+CACHED_READ_METERED_MIN = 32 << 10  # a smaller read goes through the cache, metered at least this much
 
 
 class CostSettings(Section):

@@ -156,10 +156,6 @@ class Rejected(Exception):
     """The event names something this function must not touch (other bucket, key outside the mount)."""
 
 
-class UnrecognizedEvent(Exception):
-    """The payload is not an event shape this function handles."""
-
-
 class InvokeError(ValueError):
     """The event file cannot be read or is no event the function handles (usage error, exit 2)."""
 
@@ -169,7 +165,7 @@ class InvalidRequest(ValueError):
 
 
 class UnsupportedEvent(ValueError):
-    """The payload is no event shape this function handles."""
+    """The payload (or a queue or topic message inside it) is no event shape this function handles."""
 
 
 class RetryLater(Exception):

@@ -25,7 +25,7 @@ from pydantic_settings import (
 
 from config.aws import AwsSettings
 from config.base import Section
-from config.cost import CostSettings
+from config.cost import DIRECT_READ_MIN, CostSettings
 from config.errors import ConfigError
 from config.layout import Layout
 from config.ocr import OcrSettings
@@ -35,9 +35,6 @@ from config.sync import SyncSettings
 from config.transcode import TranscodeSettings
 
 MIB = 1 << 20
-MIN_READ_BLOCK = (
-    128 * 1024
-)  # S3 Files serves reads >= 128 KB straight from S3; smaller ones hit the paid cache
 CONFIG_ENV = "MEDIA_WORKER_CONFIG"
 DEFAULT_CONFIG_NAME = "media-worker.toml"
 
@@ -138,7 +135,7 @@ class Settings(BaseSettings):
     )
     read_block_bytes: int = Field(
         default=MIB,
-        ge=MIN_READ_BLOCK,
+        ge=DIRECT_READ_MIN,
         description="Size every source read() asks for (>= 128 KiB so S3 Files serves it straight from S3).",
     )
     workers: int = Field(

@@ -174,9 +174,7 @@ def _prepare(settings: Settings, paths: list[str], pipelines: list[str] | None) 
 
     try:
         engine = Engine(settings)
-        for name in pipelines or []:
-            if engine.registry.get(name) is None:
-                raise MediaWorkerError(f"unknown pipeline {name!r}: {engine.registry.why_unavailable(name)}")
+        engine.registry.require(pipelines or [])
         sources = list(iter_sources(engine, [_in_workspace(engine.ws.root, p) for p in paths]))
         engine.ws.check_writable()
         engine.preflight(engine.pipelines_for(sources, pipelines))
@@ -389,18 +387,17 @@ def cost(
     """What the jobs under a prefix did on storage and what it costs: the mount way (S3 Files, by
     cache expiry), the old way (GET the source, PUT each output) and EFS; from the manifests' ledgers.
     Prices are approximate (config [cost])."""
-    from pipelines.batch.report import collect, default_folder
+    from pipelines.batch.report import default_folder, priced
     from pipelines.core.engine import Engine
 
     settings = _settings(config, workspace=workspace)
     try:
         engine = Engine(settings)
         prefix = _in_workspace(engine.ws.root, prefix)
-        found = collect(engine.ws, settings.layout, prefix, engine.triage, skip=[default_folder("")])
+        found = priced(engine, prefix, skip=[default_folder("")], also=cache_days or ())
     except MediaWorkerError as exc:
         err.print(f"[red]error:[/red] {exc}", highlight=False)
         raise typer.Exit(exc.exit_code) from None
-    found.price(settings.cost, settings.sync.cache_expiration_days, also=cache_days or ())
     bill = found.cost or {}
     missing = sum(1 for e in found.entries if e.manifest is None)  # failed or in flight: no ledger
     if as_json:
@@ -456,16 +453,12 @@ def _print_bill(prefix: str, bill: dict[str, Any], missing: int) -> None:
 
 
 def _report(settings: Settings, prefix: str, out_dir: str | None) -> dict[str, Any]:
-    from pipelines.batch.report import collect, default_folder, write
+    from pipelines.batch.report import publish
     from pipelines.core.engine import Engine
 
     try:
         engine = Engine(settings)
-        prefix = _in_workspace(engine.ws.root, prefix)
-        folder = out_dir or default_folder(prefix)
-        found = collect(engine.ws, settings.layout, prefix, engine.triage, skip=[folder])
-        found.price(settings.cost, settings.sync.cache_expiration_days)
-        summary = write(engine.ws, found, folder)
+        summary = publish(engine, _in_workspace(engine.ws.root, prefix), out_dir)
     except MediaWorkerError as exc:
         err.print(f"[red]error:[/red] {exc}", highlight=False)
         raise typer.Exit(exc.exit_code) from None

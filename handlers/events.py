@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from aws_lambda_powertools.utilities.data_classes.s3_event import S3Event, S3EventBridgeNotificationEvent
 from aws_lambda_powertools.utilities.data_classes.sns_event import SNSEvent, SNSMessage
 
-from config.errors import Rejected, UnrecognizedEvent, UnsupportedEvent
+from config.errors import Rejected, UnsupportedEvent
 
 if TYPE_CHECKING:  # settings (pydantic) load on the first invocation, not at import
     from config.aws import AwsSettings
@@ -141,13 +141,18 @@ def _s3_record(raw: Mapping[str, Any], origin: str) -> ObjectRef:
     )
 
 
-def is_s3_notification(event: Mapping[str, Any]) -> bool:
+def _records_from(event: Mapping[str, Any], source: str, key: str = "eventSource") -> bool:
+    """``Records`` is a non-empty list of records that all name ``source`` (``aws:s3``, ``aws:sqs``…)."""
     recs = event.get("Records")
     return (
         isinstance(recs, list)
         and bool(recs)
-        and all(isinstance(r, dict) and r.get("eventSource") == "aws:s3" for r in recs)
+        and all(isinstance(r, dict) and r.get(key) == source for r in recs)
     )
+
+
+def is_s3_notification(event: Mapping[str, Any]) -> bool:
+    return _records_from(event, "aws:s3")
 
 
 def s3_notification(event: Mapping[str, Any], origin: str = "s3") -> list[ObjectRef]:
@@ -192,12 +197,7 @@ def eventbridge(event: Mapping[str, Any], origin: str = "eventbridge") -> Object
 
 
 def is_sns(event: Mapping[str, Any]) -> bool:
-    recs = event.get("Records")
-    return (
-        isinstance(recs, list)
-        and bool(recs)
-        and all(isinstance(r, dict) and r.get("EventSource") == "aws:sns" for r in recs)
-    )
+    return _records_from(event, "aws:sns", key="EventSource")
 
 
 def sns_event(event: Mapping[str, Any]) -> list[ObjectRef]:
@@ -223,12 +223,7 @@ def shape(event: Any) -> Shape:
         return "s3"
     if is_sns(event):
         return "sns"
-    recs = event.get("Records")
-    if (
-        isinstance(recs, list)
-        and recs
-        and all(isinstance(r, dict) and r.get("eventSource") == "aws:sqs" for r in recs)
-    ):
+    if _records_from(event, "aws:sqs"):
         return "sqs"
     if "invocationSchemaVersion" in event and "tasks" in event:
         return "batch-operations"
@@ -248,7 +243,7 @@ def _json(text: str, what: str) -> Any:
     try:
         return json.loads(text)
     except (TypeError, ValueError):
-        raise UnrecognizedEvent(f"{what} is not JSON: {str(text)[:120]!r}") from None
+        raise UnsupportedEvent(f"{what} is not JSON: {str(text)[:120]!r}") from None
 
 
 def message_body(body: str, via: str = "sqs") -> list[ObjectRef]:
@@ -256,7 +251,7 @@ def message_body(body: str, via: str = "sqs") -> list[ObjectRef]:
     an EventBridge S3 event, or S3's ``s3:TestEvent`` (ignored)."""
     doc = _json(body, f"{via} message body")
     if not isinstance(doc, dict):
-        raise UnrecognizedEvent(f"{via} message body is JSON but not an object")
+        raise UnsupportedEvent(f"{via} message body is JSON but not an object")
     if doc.get("Type") == "Notification" and "Message" in doc and "TopicArn" in doc:
         return message_body(SNSMessage(doc).message, via=f"{via}/sns")
     if doc.get("Event") == "s3:TestEvent":
@@ -272,7 +267,7 @@ def message_body(body: str, via: str = "sqs") -> list[ObjectRef]:
         return s3_notification(doc, origin=f"{via}/s3")
     if is_eventbridge_s3(doc):
         return [eventbridge(doc, origin=f"{via}/eventbridge")]
-    raise UnrecognizedEvent(
+    raise UnsupportedEvent(
         f"{via} message is neither an S3 notification nor an SNS/EventBridge wrapper of one"
     )
 

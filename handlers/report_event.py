@@ -15,16 +15,12 @@ from handlers.runtime import LambdaContext, runtime
 
 
 def process(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    from pipelines.batch.report import collect, default_folder, write
+    from pipelines.batch.report import publish
 
     prefix, folder = event.get("report"), event.get("output")
     if not isinstance(prefix, str) or not (folder is None or isinstance(folder, str)):
         raise UnsupportedEvent('a report request is {"report": "PREFIX"} with an optional "output" folder')
-    rt = runtime()
-    folder = folder or default_folder(prefix)
-    report = collect(rt.engine.ws, rt.settings.layout, prefix, rt.engine.triage, skip=[folder])
-    report.price(rt.settings.cost, rt.settings.sync.cache_expiration_days)
-    summary = write(rt.engine.ws, report, folder)
+    summary = publish(runtime().engine, prefix, folder)
     logger.info(
         "report written",
         extra={

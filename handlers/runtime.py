@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from config.errors import InvalidRequest, Rejected, WorkspaceNotWritableError
+from config.errors import ConfigError, InvalidRequest, Rejected, WorkspaceNotWritableError
 from handlers import observability as obs
 from handlers.events import KeyMapper, ObjectRef
 from handlers.observability import logger
@@ -60,8 +60,6 @@ def init_on_lambda() -> None:
     without tesseract) is an initialisation error, not one failure per object.  Invalid settings are
     left to each invocation, which reports them with the key named."""
     import os
-
-    from config.errors import ConfigError
 
     if not os.environ.get("AWS_LAMBDA_RUNTIME_API"):
         return
@@ -208,9 +206,10 @@ def check_pipelines(rt: Runtime, names: Sequence[str] | None) -> list[str] | Non
         return None
     if isinstance(names, str) or not all(isinstance(n, str) and n for n in names):
         raise InvalidRequest(f"'pipelines' must be a list of pipeline names, got {names!r}")
-    for name in names:
-        if rt.engine.registry.get(name) is None:
-            raise InvalidRequest(f"unknown pipeline {name!r}: {rt.engine.registry.why_unavailable(name)}")
+    try:
+        rt.engine.registry.require(names)
+    except ConfigError as exc:  # a request's error, not the deployment's
+        raise InvalidRequest(str(exc)) from None
     return list(names)
 
 
@@ -276,7 +275,7 @@ def _handle(
         wait = min(settings.sync.visibility_wait_seconds, max(0.0, deadline - time.monotonic()))
         rel, why = resolve(rt.engine.ws, rels, ref, wait_s=wait, deadline=deadline)
         logger.info(f"key {ref.key!r}: {rel!r} ({why})", extra={"candidates": rels, "path": rel})
-    verdict = rt.engine.triage(rel, pipelines)  # the same answer the CLI and the engine give
+    verdict = rt.engine.triage(rel, pipelines)  # the engine's own answer, handed to it below
     if not verdict.run:
         obs.count("skipped")
         return Outcome.before_engine(ref, "skipped", relpath=rel, reason=verdict.reason)
@@ -304,7 +303,7 @@ def _handle(
     with obs.segment("process", source=rel):
         res = rt.engine.process(
             rel,
-            pipelines=pipelines,
+            verdict=verdict,
             meta=meta,
             deadline=deadline,
             progress=obs.ProgressLog(settings.aws.progress_log_seconds),

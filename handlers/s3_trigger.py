@@ -41,10 +41,7 @@ def process(
 ) -> dict[str, Any]:
     """``shape`` as the dispatcher found it; this module's own handler finds it itself."""
     what = shape or events.shape(event)
-    try:
-        refs = objects(event, what)
-    except events.UnrecognizedEvent as exc:
-        raise UnsupportedEvent(str(exc)) from None
+    refs = objects(event, what)
     if nothing_to_do(refs):  # deletes, restores, S3's test event: no settings, engine or mount needed
         logger.set_correlation_id(context.aws_request_id)
         return summarize([ignored(r) for r in refs], limit=1)

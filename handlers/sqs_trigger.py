@@ -15,7 +15,7 @@ from typing import Any
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
-from config.errors import RecordFailed
+from config.errors import RecordFailed, UnsupportedEvent
 from handlers import events
 from handlers.observability import logger, metrics
 from handlers.runtime import (
@@ -36,7 +36,7 @@ def record_handler(record: SQSRecord, lambda_context: LambdaContext) -> dict[str
     deadline = deadline_for(lambda_context, rt.settings.aws.deadline_margin_seconds)
     try:
         refs = events.message_body(record.body)
-    except events.UnrecognizedEvent as exc:
+    except UnsupportedEvent as exc:
         logger.error(f"message {record.message_id}: {exc}", extra={"message_id": record.message_id})
         raise
     outcomes = [handle_object(rt, ref, deadline) for ref in refs]

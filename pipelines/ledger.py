@@ -11,8 +11,7 @@ from __future__ import annotations
 import threading
 from dataclasses import asdict, dataclass
 
-DIRECT_READ_MIN = 128 << 10  # S3 Files serves reads of at least this much data straight from S3
-CACHED_READ_METERED_MIN = 32 << 10  # a smaller read goes through the cache, metered at least this much
+from config.cost import CACHED_READ_METERED_MIN, DIRECT_READ_MIN
 
 
 @dataclass

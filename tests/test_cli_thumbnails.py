@@ -132,7 +132,8 @@ def test_exit_codes(workspace: Path, tmp_path: Path) -> None:
     add_samples(workspace, "logo.png")
     assert run_cli("run", "-w", str(workspace), "in").returncode == 0
     assert run_cli("run", "-w", str(workspace), "--no-such-option", "in").returncode == 2
-    assert run_cli("run", "-w", str(workspace), "-p", "nope", "in").returncode == 2
+    res = run_cli("run", "-w", str(workspace), "-p", "nope", "in")
+    assert res.returncode == 2 and "unknown pipeline 'nope': no pipeline of that name" in res.stderr
     assert run_cli("run", "-w", str(tmp_path / "missing"), "in").returncode == 2
     bad_cfg = tmp_path / "bad.toml"
     bad_cfg.write_text("[limits]\nmax_image_pixels = -1\n")

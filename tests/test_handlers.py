@@ -16,8 +16,9 @@ from conftest import SAMPLES, failure_records, files_but_failure_records
 from lambda_support import BUCKET, EVENTS, FakeContext, configure, render, s3_key
 from PIL import Image
 
+from config.errors import UnsupportedEvent
 from handlers import batch_events as batch
-from handlers import lambda_function, s3_trigger, sqs_trigger
+from handlers import events, lambda_function, s3_trigger, sqs_trigger
 from handlers.observability import logger
 
 BOXES = {"thumb": (150, 150), "medium": (800, 600), "large": (1920, 1080)}
@@ -509,6 +510,19 @@ def test_unknown_payloads_are_rejected(workspace: Path, monkeypatch: pytest.Monk
     for payload in ({}, {"hello": 1}, [1, 2], {"Records": [{"eventSource": "aws:kinesis"}]}):
         with pytest.raises(ValueError, match=r"event|batch request"):
             lambda_function.handler(payload, FakeContext())
+
+
+def test_a_broken_message_inside_an_event_is_an_unsupported_event(
+    workspace: Path, monkeypatch: pytest.MonkeyPatch, corpus: Path
+) -> None:
+    """One error for a payload, or a topic message inside it, that is no event the function handles."""
+    configure(monkeypatch, workspace)
+    event = json.loads((corpus / "events/powertools/snsEvent.json").read_text())
+    event["Records"][0]["Sns"]["Message"] = "not json at all"
+    with pytest.raises(UnsupportedEvent, match="sns message body is not JSON"):
+        lambda_function.handler(event, FakeContext())
+    with pytest.raises(UnsupportedEvent, match="neither an S3 notification"):
+        events.message_body(json.dumps({"hello": "world"}))
 
 
 def test_workspace_copy_of_samples_untouched(workspace: Path, monkeypatch: pytest.MonkeyPatch) -> None:

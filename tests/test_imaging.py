@@ -13,6 +13,7 @@ import pytest
 from PIL import Image, ImageChops, ImageFilter, ImageOps, ImageStat, features
 
 from config.errors import BadInputError
+from pipelines.media.geometry import fit, fit_scale
 from pipelines.media.imaging import (
     Box,
     decode_frame,
@@ -506,3 +507,19 @@ def test_flatten_composites_transparency_onto_the_background(mode: str) -> None:
     assert flat.mode in ("RGB", "L")
     assert flat.convert("L").getpixel((7, 0)) == 255  # transparent: the background
     assert flat.convert("L").getpixel((0, 0)) < 40  # opaque: the content
+
+
+def test_fit_keeps_the_aspect_inside_the_box_and_its_scale_says_how_much() -> None:
+    """The one box fit (image and PDF thumbnails, video posters): inside the box, never larger than the
+    source, one side on the box unless the source fits already, the aspect kept to a pixel."""
+    for size in [(1200, 1600), (1920, 1080), (725, 1856), (150, 150), (4000, 3), (3, 4000)]:
+        for box in [(150, 150), (800, 600), (1920, 1080), (1, 1), (160, 90)]:
+            w, h = fit(size, box)
+            assert 1 <= w <= min(size[0], box[0]) and 1 <= h <= min(size[1], box[1])
+            assert (w, h) == size or w == box[0] or h == box[1]
+            scale = fit_scale(size, box)
+            assert abs(w - size[0] * scale) <= 0.5 + 1e-9 or w == 1
+            assert abs(h - size[1] * scale) <= 0.5 + 1e-9 or h == 1
+    assert fit((1600, 900), (160, 90)) == (160, 90)
+    with pytest.raises(ValueError, match="positive"):
+        fit((10, 10), (0, 10))

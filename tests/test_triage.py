@@ -20,7 +20,8 @@ from handlers import batch_events as batch
 from handlers import events, lambda_function
 from handlers.observability import logger
 from handlers.runtime import Outcome
-from pipelines.core.triage import EXCLUDED, NO_RULE, OUTPUT_OF_LAYOUT
+from pipelines.core.engine import Engine
+from pipelines.core.triage import EXCLUDED, NO_RULE, OUTPUT_OF_LAYOUT, Verdict
 
 PATHS = {
     "processed/thumbnails/thumb/in/a.jpg.jpg": OUTPUT_OF_LAYOUT,  # our own output
@@ -132,6 +133,28 @@ def test_each_event_is_routed_once(name: str, workspace: Path, monkeypatch: pyte
     monkeypatch.setattr(events, "shape", counted)
     lambda_function.handler(json.loads((REPO / "events" / name).read_text()), FakeContext())
     assert len(calls) == 1, calls
+
+
+def test_each_object_is_triaged_once(workspace: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The Lambda path asks the triage once per object and hands the verdict to the engine."""
+    configure(monkeypatch, workspace)
+    put(workspace, "in/a.jpg")
+    put(workspace, "in/b.jpg")
+    asked: list[str] = []
+    real = Engine.triage
+
+    def counted(self: Engine, relpath: str, pipelines: Any = None) -> Verdict:
+        asked.append(relpath)
+        return real(self, relpath, pipelines)
+
+    monkeypatch.setattr(Engine, "triage", counted)
+    res = lambda_function.handler(s3_event(workspace, ("in/a.jpg", "v1"), ("in/b.jpg", "v2")), FakeContext())
+    assert res["counts"] == {"ok": 2}
+    assert sorted(asked) == ["in/a.jpg", "in/b.jpg"]
+    asked.clear()
+    event = {"Items": [{"Key": "in/b.jpg", "Size": (workspace / "in/b.jpg").stat().st_size}]}
+    (item,) = lambda_function.handler({**event, "BatchInput": {"bucket": BUCKET}}, FakeContext())["results"]
+    assert item["status"] == "skipped" and asked == ["in/b.jpg"]  # up to date: its manifest matches
 
 
 def test_outcome_wraps_the_engine_result() -> None:

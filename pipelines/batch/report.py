@@ -14,12 +14,11 @@ A source the rules route but that has no manifest is *failed* when its failure r
 from __future__ import annotations
 
 import html
-import json
 import time
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from config.cost import CostSettings
 from config.errors import MediaWorkerError
@@ -29,6 +28,9 @@ from pipelines.spec import SourceInfo
 from pipelines.workspace import failure
 from pipelines.workspace import manifest as manifests
 from pipelines.workspace.mount import Workspace, clean_relpath
+
+if TYPE_CHECKING:
+    from pipelines.core.engine import Engine
 
 SCHEMA = "media-worker/report/v1"
 INDEX = "index.html"
@@ -128,6 +130,22 @@ def default_folder(prefix: str) -> str:
     return f"reports/{rel}" if rel else "reports/_all"
 
 
+def publish(engine: Engine, prefix: str, folder: str | None = None) -> dict[str, Any]:
+    """The report of ``prefix``, priced, written into ``folder`` (default :func:`default_folder`): what
+    ``media-worker report`` and the batch's merge step do.  Returns :func:`write`'s summary."""
+    folder = folder or default_folder(prefix)
+    return write(engine.ws, priced(engine, prefix, skip=[folder]), folder)
+
+
+def priced(engine: Engine, prefix: str, *, skip: Sequence[str] = (), also: Iterable[int] = ()) -> Report:
+    """:func:`collect` ``prefix`` as ``engine`` routes its files, then :meth:`Report.price` it with the
+    engine's prices and cache expiry (and the mount way also at the expiries in ``also``)."""
+    settings = engine.settings
+    report = collect(engine.ws, settings.layout, prefix, engine.triage, skip=skip)
+    report.price(settings.cost, settings.sync.cache_expiration_days, also=also)
+    return report
+
+
 def collect(ws: Workspace, layout: Layout, prefix: str, routed: Any, *, skip: Sequence[str] = ()) -> Report:
     """Walk ``prefix`` and read the manifest of each file that ``routed(relpath)`` (a triage verdict)
     says is a source; files under the folders in ``skip`` (the report's own) are left out."""
@@ -167,7 +185,7 @@ def write(ws: Workspace, report: Report, folder: str) -> dict[str, Any]:
     summary = report.summary()
     summary["html"], summary["summary"] = index, summary_path
     ws.write_file(index, render(ws, report, summary, index).encode("utf-8"))
-    ws.write_file(summary_path, (json.dumps(summary, indent=2, ensure_ascii=False) + "\n").encode("utf-8"))
+    ws.write_file(summary_path, manifests.encode_document(summary))
     return summary
 
 

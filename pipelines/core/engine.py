@@ -284,6 +284,22 @@ def rules_in_force(settings: Settings, registry: Registry) -> list[Rule]:
     return rules
 
 
+UP_TO_DATE = "up to date (manifest matches)"
+
+
+@dataclass
+class _Selection:
+    """What a routed source goes through: the pipelines that accept it (and why the others do not), and
+    whether its manifest already says it is done for them."""
+
+    source: SourceInfo
+    accepted: list[Pipeline]
+    reasons: list[str]  # why the other pipelines the verdict names do not run
+    manifest_rel: str
+    config_hash: str = ""
+    current: bool = False
+
+
 class Engine:
     """Processes sources of one workspace with one set of settings and pipelines."""
 
@@ -311,14 +327,9 @@ class Engine:
 
     def choose(self, names: Sequence[str]) -> tuple[list[Pipeline], list[str]]:
         """The installed pipelines among ``names`` and the reasons the others were left out."""
-        chosen, reasons = [], []
-        for name in names:
-            p = self.registry.get(name)
-            if p is None:
-                reasons.append(f"{name}: {self.registry.why_unavailable(name)}")
-            else:
-                chosen.append(p)
-        return chosen, reasons
+        missing = self.registry.missing(names)
+        chosen = [self.registry.pipelines[name] for name in names if name not in missing]
+        return chosen, [f"{name}: {why}" for name, why in missing.items()]
 
     def pipelines_for(self, relpaths: Iterable[str], pipelines: Sequence[str] | None = None) -> list[str]:
         """Installed pipelines that ``relpaths`` would go through (``pipelines`` if given, else the rules);
@@ -376,25 +387,42 @@ class Engine:
             verdict = self.triage(rel, pipelines)
             if not verdict.run:
                 return SourceResult(source=rel, status="skipped", reason=verdict.reason)
-            chosen, _ = self.choose(verdict.pipelines)
-            st = self.ws.stat_source(rel)
-            source = SourceInfo(rel, st.st_size, st.st_mtime_ns)
-            accepted = [p for p in chosen if p.accepts(source, self.settings) is True]
-            manifest_rel = self.settings.layout.manifest_path(rel)
-            if not accepted or not manifest.is_current(
-                manifest.decode(self.ws.read_small(manifest_rel)), source, self.config_hash(accepted)
-            ):
-                return None
+            sel = self._select(rel, verdict, self.ws.stat_source(rel), None)
         except Exception:  # process() reports it properly
+            return None
+        if not sel.current:
             return None
         return SourceResult(
             source=rel,
             status="skipped",
-            reason="up to date (manifest matches)",
-            manifest=manifest_rel,
-            source_bytes=st.st_size,
+            reason=UP_TO_DATE,
+            manifest=sel.manifest_rel,
+            source_bytes=sel.source.size,
             duration_s=time.monotonic() - t0,
         )
+
+    def _select(self, rel: str, verdict: Verdict, st: os.stat_result, meta: SourceMeta | None) -> _Selection:
+        """The first half of every job, and all of :meth:`up_to_date`: the pipelines of a routed source
+        (``st``: its stat) that are installed and accept it, and whether its manifest says it is done."""
+        chosen, reasons = self.choose(verdict.pipelines)
+        meta = meta or SourceMeta()
+        source = SourceInfo(rel, st.st_size, st.st_mtime_ns, meta.version_id, meta.etag)
+        accepted = []
+        for p in chosen:
+            answer = p.accepts(source, self.settings)
+            if answer is True:
+                accepted.append(p)
+            else:
+                reasons.append(f"{p.name}: {answer or 'does not accept this file'}")
+        sel = _Selection(source, accepted, reasons, self.settings.layout.manifest_path(rel))
+        if accepted:
+            sel.config_hash = self.config_hash(accepted)
+            sel.current = self._manifest_current(sel)
+        return sel
+
+    def _manifest_current(self, sel: _Selection) -> bool:
+        done = manifest.decode(self.ws.read_small(sel.manifest_rel))
+        return manifest.is_current(done, sel.source, sel.config_hash)
 
     # -- the job -------------------------------------------------------------------------------
     def process(
@@ -402,20 +430,23 @@ class Engine:
         relpath: str,
         *,
         pipelines: Sequence[str] | None = None,
+        verdict: Verdict | None = None,
         meta: SourceMeta | None = None,
         deadline: float | Deadline | None = None,
         progress: ProgressCallback | None = None,
     ) -> SourceResult:
         """Process one source; never raises for a per-file problem.
 
+        ``verdict``: the caller's :meth:`triage` of this path (and ``pipelines``), not asked again.
         ``meta`` comes from an S3 event: the source must then match its size (waiting up to
         ``sync.visibility_wait_seconds`` for S3 Files to import it), or the result is retryable.
         ``deadline`` is a :class:`Deadline` or a ``time.monotonic()`` value (None: no limit); past it the
         job stops with status "timeout".
         """
         t0 = time.monotonic()
+        route = verdict or pipelines
         for attempt in range(2):
-            result, folder_lost = self._attempt(relpath, pipelines, meta, deadline, progress)
+            result, folder_lost = self._attempt(relpath, route, meta, deadline, progress)
             if not folder_lost or attempt == 1:
                 break
             log.info(
@@ -427,7 +458,7 @@ class Engine:
     def _attempt(
         self,
         relpath: str,
-        pipelines: Sequence[str] | None,
+        route: Verdict | Sequence[str] | None,
         meta: SourceMeta | None,
         deadline: float | Deadline | None,
         progress: ProgressCallback | None,
@@ -440,7 +471,7 @@ class Engine:
         folder_lost = False
         self.ws.start_ledger()
         try:
-            self._process(relpath, pipelines, meta, Deadline.of(deadline), result, started, held, progress)
+            self._process(relpath, route, meta, Deadline.of(deadline), result, started, held, progress)
         except Exception as exc:
             lost = started[0].lost_folder() if started else None
             known = out_of_space(exc, self.ws.root) or exc
@@ -481,7 +512,7 @@ class Engine:
     def _process(
         self,
         relpath: str,
-        names: Sequence[str] | None,
+        route: Verdict | Sequence[str] | None,
         meta: SourceMeta | None,
         deadline: Deadline,
         result: SourceResult,
@@ -489,58 +520,57 @@ class Engine:
         held: list[Lease],
         progress: ProgressCallback | None,
     ) -> None:
-        settings, layout = self.settings, self.settings.layout
+        """The job, step by step: route, select, plan, lease, run, commit.  ``route``: the caller's
+        verdict, or the pipelines to ask the triage for."""
         rel = result.source = clean_relpath(relpath)
-        verdict = self.triage(rel, names)
+        verdict = route if isinstance(route, Verdict) else self.triage(rel, route)
         if not verdict.run:
             result.status, result.reason = "skipped", verdict.reason
             return
-        chosen, reasons = self.choose(verdict.pipelines)
         st = self._wait_until_visible(rel, meta, deadline)
-        meta = meta or SourceMeta()
-        source = SourceInfo(rel, st.st_size, st.st_mtime_ns, meta.version_id, meta.etag)
         result.source_bytes = st.st_size
-        accepted = []
-        for p in chosen:
-            answer = p.accepts(source, settings)
-            if answer is True:
-                accepted.append(p)
-            else:
-                reasons.append(f"{p.name}: {answer or 'does not accept this file'}")
-        if not accepted:
-            result.status = "skipped"
-            result.reason = "; ".join(reasons)
+        sel = self._select(rel, verdict, st, meta)
+        if not sel.accepted:
+            result.status, result.reason = "skipped", "; ".join(sel.reasons)
             return
-
-        config_hash = self.config_hash(accepted)
-        manifest_rel = layout.manifest_path(rel)
-        if manifest.is_current(manifest.decode(self.ws.read_small(manifest_rel)), source, config_hash):
-            result.status, result.reason, result.manifest = (
-                "skipped",
-                "up to date (manifest matches)",
-                manifest_rel,
-            )
+        if sel.current:
+            result.status, result.reason, result.manifest = "skipped", UP_TO_DATE, sel.manifest_rel
             return
-
-        planned = self._plan(source, accepted, manifest_rel)
-        for p in accepted:
-            self.registry.check(p.name, settings)
-        lease: Lease | None = None
-        if settings.lease.enabled:  # one writer per source: wait for (or refuse) a concurrent one
-            lease = Lease(self.ws, layout.lease_path(rel), settings.lease)
-            lease.acquire(deadline)
-            held.append(lease)
-            done = manifest.decode(self.ws.read_small(manifest_rel))
-            if manifest.is_current(done, source, config_hash):  # the other worker finished it
-                result.status, result.manifest = "skipped", manifest_rel
-                result.reason = "up to date (manifest matches; written by a concurrent worker)"
-                return
+        planned = self._plan(sel.source, sel.accepted, sel.manifest_rel)
+        for p in sel.accepted:
+            self.registry.check(p.name, self.settings)
+        lease = self._take_lease(rel, deadline, held)
+        if lease is not None and self._manifest_current(sel):  # the other worker finished it
+            result.status, result.manifest = "skipped", sel.manifest_rel
+            result.reason = "up to date (manifest matches; written by a concurrent worker)"
+            return
         # the old manifest no longer describes what is about to be written
-        self.ws.remove([manifest_rel])
-        job = _Job(self.ws, source, settings, deadline, planned, progress=progress)
+        self.ws.remove([sel.manifest_rel])
+        job = _Job(self.ws, sel.source, self.settings, deadline, planned, progress=progress)
         started.append(job)
+        timings = self._run_pipelines(job, sel.accepted, deadline)
+        self._commit(job, sel, timings, lease)
+        result.status, result.manifest = "ok", sel.manifest_rel
+        result.outputs = [o.path for o in job.written]
+        result.output_bytes = sum(o.size for o in job.written)
+        if sel.reasons:
+            result.reason = "; ".join(sel.reasons)
+
+    def _take_lease(self, rel: str, deadline: Deadline, held: list[Lease]) -> Lease | None:
+        """One writer per source: wait for (or refuse) a concurrent one.  None when leases are off."""
+        if not self.settings.lease.enabled:
+            return None
+        lease = Lease(self.ws, self.settings.layout.lease_path(rel), self.settings.lease)
+        lease.acquire(deadline)
+        held.append(lease)
+        return lease
+
+    def _run_pipelines(
+        self, job: _Job, pipelines: Sequence[Pipeline], deadline: Deadline
+    ) -> dict[str, float]:
+        """Run the pipelines in their groups (a lead runs its partners too); seconds per group."""
         timings: dict[str, float] = {}
-        for lead, partners in group_pipelines(accepted):
+        for lead, partners in group_pipelines(pipelines):
             t = time.monotonic()
             deadline.check(lead.name)
             if partners:
@@ -549,13 +579,18 @@ class Engine:
                 lead.run(job)
             job.finish_tool_outputs()
             timings["+".join(p.name for p in [lead, *partners])] = time.monotonic() - t
+        return timings
+
+    def _commit(self, job: _Job, sel: _Selection, timings: dict[str, float], lease: Lease | None) -> None:
+        """Write the manifest, the outputs' commit marker, if the lease is still ours and the source is
+        unchanged; an earlier failure record of the source is history then."""
         tools = {DISTRIBUTION: version()}
-        for p in accepted:
+        for p in sel.accepted:
             tools.update(p.tool_versions())
         doc = manifest.build(
-            source,
-            config_hash=config_hash,
-            pipelines=[p.name for p in accepted],
+            sel.source,
+            config_hash=sel.config_hash,
+            pipelines=[p.name for p in sel.accepted],
             outputs=job.written,
             left_out=job.left_out,
             tools=tools,
@@ -563,14 +598,9 @@ class Engine:
         )
         if lease is not None:
             lease.check()  # never commit outputs of a job whose lease another worker took over
-        self._check_unchanged(source)
-        self.ws.write_file(manifest_rel, manifest.encode_with_io(doc, self.ws.io, settings))
-        self.ws.remove([layout.failure_path(rel)])  # an earlier failure of this source is history now
-        result.status, result.manifest = "ok", manifest_rel
-        result.outputs = [o.path for o in job.written]
-        result.output_bytes = sum(o.size for o in job.written)
-        if reasons:
-            result.reason = "; ".join(reasons)
+        self._check_unchanged(sel.source)
+        self.ws.write_file(sel.manifest_rel, manifest.encode_with_io(doc, self.ws.io, self.settings))
+        self.ws.remove([self.settings.layout.failure_path(sel.source.relpath)])
 
     def _check_unchanged(self, source: SourceInfo) -> None:
         """Before the commit: the source is still the file the job started from (same size and mtime),

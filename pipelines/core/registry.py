@@ -6,7 +6,7 @@ A pipeline that fails to import is logged and listed as unavailable, never fatal
 from __future__ import annotations
 
 import importlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib.metadata import EntryPoint, entry_points
 
@@ -37,6 +37,16 @@ class Registry:
 
     def why_unavailable(self, name: str) -> str:
         return self.unavailable.get(name, "no pipeline of that name is installed")
+
+    def missing(self, names: Iterable[str]) -> dict[str, str]:
+        """Each of ``names`` that is not installed, with why (the one check of pipeline names)."""
+        return {name: self.why_unavailable(name) for name in names if name not in self.pipelines}
+
+    def require(self, names: Iterable[str]) -> None:
+        """ConfigError naming the first of ``names`` (a ``--pipeline`` option, a request's ``pipelines``)
+        that is not installed, and why."""
+        for name, why in self.missing(names).items():
+            raise ConfigError(f"unknown pipeline {name!r}: {why}")
 
     def check(self, name: str, settings: Settings) -> None:
         """Run the pipeline's dependency check once per process; re-raise its error afterwards."""

@@ -26,8 +26,7 @@ from typing import TypeVar, cast
 from PIL import Image, ImageChops, ImageCms, ImageOps, ImageStat, UnidentifiedImageError, features
 
 from config.errors import BadInputError
-
-Box = tuple[int, int]
+from pipelines.media.geometry import Box, fit
 
 # Formats we are willing to decode.  Deliberately short: no EPS (runs Ghostscript), no exotic
 # fuzz-prone plugins.  JPEG includes MPO; PNG includes APNG and AVIF its sequences (.avifs), as their
@@ -216,19 +215,6 @@ def flatten(im: Image.Image, background: tuple[int, int, int] = (255, 255, 255))
 # --------------------------------------------------------------------------------------------- load
 
 
-def _fit(size: Box, box: Box) -> Box:
-    """Largest size with ``size``'s aspect ratio inside ``box``; never larger than ``size``."""
-    w, h = size
-    bw, bh = box
-    if bw <= 0 or bh <= 0:
-        raise ValueError(f"box must be positive, got {box}")
-    if w <= bw and h <= bh:
-        return w, h
-    if w * bh >= h * bw:  # width is the limit
-        return bw, max(1, min(bh, round(h * bw / w)))
-    return max(1, min(bw, round(w * bh / h))), bh
-
-
 def _orientation(im: Image.Image) -> int:
     """EXIF orientation 1-8; a broken EXIF block counts as 1 (the pixels are still usable)."""
     try:
@@ -252,7 +238,7 @@ def load_for_box(im: Image.Image, box: Box, *, max_pixels: int) -> Image.Image:
     if im.format in _JPEG_FORMATS:
         stored = im.size
         displayed = (stored[1], stored[0]) if swapped else stored
-        tw, th = _fit(displayed, box)
+        tw, th = fit(displayed, box)
         target = (th, tw) if swapped else (tw, th)
         if target != stored:
             _decoding("decode image", lambda: im.draft(im.mode, target))
@@ -395,7 +381,7 @@ def fit_sizes(im: Image.Image, boxes: dict[str, Box]) -> dict[str, Image.Image]:
     Each size is resampled (bicubic, antialiased) from the smallest already-made image that is at least
     as large in both dimensions, so no size is derived from one smaller than itself.
     """
-    targets = {name: _fit(im.size, box) for name, box in boxes.items()}
+    targets = {name: fit(im.size, box) for name, box in boxes.items()}
     made: list[Image.Image] = [im]
     result: dict[str, Image.Image] = {}
     for name in sorted(targets, key=lambda n: targets[n][0] * targets[n][1], reverse=True):
@@ -572,7 +558,7 @@ def render_thumbnails(
     w, h = im.size
     displayed = (h, w) if _orientation(im) in _SWAPPED_ORIENTATIONS else (w, h)
     # The box whose fitted size is largest (not simply the largest box) bounds the decode size.
-    biggest = max(boxes.values(), key=lambda b: _area(_fit(displayed, b)))
+    biggest = max(boxes.values(), key=lambda b: _area(fit(displayed, b)))
     loaded = load_for_box(im, biggest, max_pixels=max_pixels)
     quality = {"jpeg": jpeg_quality, "webp": webp_quality, "png": 0}
     return encode_sizes(

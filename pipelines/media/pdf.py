@@ -25,6 +25,7 @@ from PIL import Image
 
 from config.errors import BadInputError
 from config.logs import get_logger
+from pipelines.media.geometry import fit_scale
 
 if TYPE_CHECKING:
     from pipelines.media.imaging import Rendered
@@ -511,7 +512,7 @@ def pdf_thumbnails(
             try:
                 w, h = doc.page_size(i)
                 native = (max(1, round(w * dpi / 72)), max(1, round(h * dpi / 72)))
-                fits = [_fit_scale(native, box) for box in boxes.values()]
+                fits = [fit_scale(native, box) for box in boxes.values()]
                 page = doc.render(i, scale=dpi / 72 * max(fits))  # one render, as big as the largest needs
             except BadInputError as exc:
                 failed[i] = str(exc)
@@ -541,7 +542,3 @@ def _over_limit(doc: PdfDocument, index: int, dpi: int, max_pixels: int | None) 
         f"page {index + 1} ({_page_size_note(w, h)}) is {pw}x{ph} = {pw * ph} pixels at {dpi} dpi, "
         f"over limits.max_image_pixels = {max_pixels}"
     )
-
-
-def _fit_scale(size: tuple[int, int], box: tuple[int, int]) -> float:
-    return min(1.0, box[0] / size[0], box[1] / size[1])

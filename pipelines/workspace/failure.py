@@ -9,13 +9,12 @@ visible yet, changed while read, another worker busy with it) write none: they a
 
 from __future__ import annotations
 
-import json
 import time
 from typing import Any
 
 from pipelines.result import SourceResult
 from pipelines.spec import SourceInfo
-from pipelines.workspace.manifest import decode_document
+from pipelines.workspace.manifest import decode_document, encode_document
 
 SCHEMA = "media-worker/failure/v1"
 
@@ -37,7 +36,7 @@ def encode(source: SourceInfo, result: SourceResult, pipelines: list[str]) -> by
         "error_kind": result.error_kind,
         "failed_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
-    return (json.dumps(doc, indent=2, ensure_ascii=False) + "\n").encode("utf-8")
+    return encode_document(doc)
 
 
 def decode(data: bytes | None) -> dict[str, Any] | None:

@@ -54,8 +54,10 @@ def build(
     }
 
 
-def encode(manifest: dict[str, Any]) -> bytes:
-    return (json.dumps(manifest, indent=2, ensure_ascii=False) + "\n").encode("utf-8")
+def encode_document(doc: dict[str, Any]) -> bytes:
+    """One of the JSON files the worker writes (manifest, failure record, report summary), as its bytes:
+    indented UTF-8 with a final newline; :func:`decode_document` reads it back."""
+    return (json.dumps(doc, indent=2, ensure_ascii=False) + "\n").encode("utf-8")
 
 
 def encode_with_io(manifest: dict[str, Any], io: StorageIO, settings: Settings) -> bytes:
@@ -75,7 +77,7 @@ def encode_with_io(manifest: dict[str, Any], io: StorageIO, settings: Settings) 
         ledger["write_requests"] += 1
         ledger["files_written"] += 1
         ledger["bytes_stored"] = outputs + size
-        data = encode({**manifest, "io": ledger, "usd": usd(ledger, settings.cost, days)})
+        data = encode_document({**manifest, "io": ledger, "usd": usd(ledger, settings.cost, days)})
         if len(data) <= size:  # shorter: pad the JSON with spaces to the length it counted
             return data[:-1] + b" " * (size - len(data)) + data[-1:]
         size = len(data)
@@ -88,7 +90,7 @@ def decode(data: bytes | None) -> dict[str, Any] | None:
 
 
 def decode_document(data: bytes | None, schema: str) -> dict[str, Any] | None:
-    """A JSON object of ``schema`` (one of the files the worker writes), or None."""
+    """A JSON object of ``schema`` (one of the files the worker writes: :func:`encode_document`), or None."""
     if not data:
         return None
     try:

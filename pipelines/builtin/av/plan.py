@@ -92,13 +92,6 @@ def codecs_string(profile: str, level: str, with_audio: bool) -> str:
     return f"{avc},mp4a.40.2" if with_audio else avc
 
 
-def fit(size: tuple[int, int], box: tuple[int, int]) -> tuple[int, int]:
-    """Largest size with ``size``'s aspect inside ``box``, never larger than ``size``."""
-    w, h = size
-    scale = min(box[0] / w, box[1] / h, 1.0)
-    return max(1, round(w * scale)), max(1, round(h * scale))
-
-
 def poster_time(duration: float | None, t: TranscodeSettings) -> float:
     """When to take the poster: configured seconds or a fraction of the duration, inside the video."""
     if duration is None:

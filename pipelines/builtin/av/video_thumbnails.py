@@ -20,6 +20,7 @@ from config.settings import Settings
 from pipelines.builtin.av import group, posters
 from pipelines.builtin.av import plan as avplan
 from pipelines.builtin.av.group import VIDEO_INPUTS, Branch, Decode, FfmpegPipeline, Seek
+from pipelines.media.geometry import fit
 from pipelines.media.renditions import OUTPUT_TYPES, render_image
 from pipelines.spec import Job, PlannedOutput, SourceInfo
 from pipelines.tools import ffmpeg as ff
@@ -83,9 +84,7 @@ class VideoThumbnailPipeline(FfmpegPipeline):
                 decode, ff.PosterOut(0.0, count, None, None, folder), seek_to=Seek(at, count)
             )
         boxes = job.settings.thumbnails.sizes.values()
-        w, h = max(
-            (avplan.fit((v.display_width, v.display_height), b) for b in boxes), key=lambda s: s[0] * s[1]
-        )
+        w, h = max((fit((v.display_width, v.display_height), b) for b in boxes), key=lambda s: s[0] * s[1])
         b = ThumbnailBranch(decode, ff.PosterOut(at, count, w, h, folder, first_frame=True))
         if t.sprite:
             geo = avplan.sprite_geometry(v, avplan.output_seconds(info.duration, t.max_output_seconds), t)
