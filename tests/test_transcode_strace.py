@@ -23,7 +23,9 @@ from strace_support import MIB, READ, RENAME, VREAD
 WRITE = re.compile(r"^(?:write|pwrite64|writev|pwritev|pwritev2)\(\d+<(?P<path>[^>]*)>.*\) = (?P<ret>-?\d+)$")
 EXECVE = re.compile(r'^execve\("(?P<prog>[^"]*)"')
 THREAD = re.compile(r"^clone3?\(.*CLONE_THREAD.* = (?P<tid>\d+)$")
-LOCAL_COPY = re.compile(r"/media-worker-[^/]+/source\.[a-z0-9]+$")  # the job's copy in its scratch folder
+LOCAL_COPY = re.compile(
+    r"/media-worker-[^/]+/(?:job-[^/]+/)?source\.[a-z0-9]+$"
+)  # the job's copy in its scratch folder
 
 X264 = ["-vf", "noise=alls=12:allf=t", "-c:v", "libx264", "-preset", "ultrafast", "-qp", "0", "-g", "50"]
 
