@@ -138,12 +138,15 @@ def run(
     on_stdout: Callable[[str], None] | None = None,
     bad_input: re.Pattern[str] | None = None,
     grace: float = 1.0,
+    pass_fds: Sequence[int] = (),
 ) -> Completed:
     """Run ``args`` to completion within ``deadline`` and ``timeout`` (seconds); see the module doc.
 
     ``what`` names the call in messages (default: the program's name).  With ``check=False`` a
     non-zero exit is returned, not raised (probes that read the output anyway).  With ``on_stdout``
     each stdout line goes to it while the child runs (streaming); otherwise stdout is captured.
+    ``pass_fds``: descriptors the child inherits under the same numbers (pipes it writes outputs into);
+    every other descriptor is closed in the child.
     """
     what = what or program.name
     argv = [str(a) for a in args]
@@ -161,6 +164,7 @@ def run(
             env=None if env is None else dict(env),
             cwd=cwd,
             close_fds=True,
+            pass_fds=tuple(pass_fds),
             start_new_session=True,  # its own process group: a stop reaches anything it started
             preexec_fn=die_with_parent(),
         )
