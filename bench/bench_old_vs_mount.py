@@ -18,6 +18,8 @@ scanned PDF (OCR).  Per case and way:
 * ``source bytes read`` - old way: bytes of S3 GET responses; mount way: bytes ``read()`` from the source
   through the mount by the whole process tree (strace of a separate ``media-worker invoke`` per object),
   with the number of reads and how many were < 128 KiB (those go through S3 Files' paid cache);
+* ``outputs read back`` - mount way: bytes the same traced run read from the outputs it wrote (none:
+  they are hashed as they are written);
 * ``S3 requests`` - made by the function (botocore's own count); for the mount way the function makes
   none: S3 Files does (one PUT per file written, exported; GETs for direct reads) - estimated;
 * ``plumbing lines`` - lines of storage code each way needs (bench/old_way.py's marked lines; the
@@ -79,6 +81,7 @@ class Way:
     source_bytes_read: int = 0
     source_reads: int = 0
     small_reads: int = 0
+    outputs_read_back: int = 0  # mount way: bytes read() from the job's own outputs (strace)
     s3_requests: dict[str, int] = field(default_factory=dict)
     files_written: int = 0
     output_bytes: int = 0
@@ -282,9 +285,11 @@ def run_mount(case: Case, status: dict[str, Any], tmp: Path) -> Way:
 READ = re.compile(r"^(?:read|pread64)\(\d+<(?P<path>[^>]*)>, .*, (?P<count>\d+)(?:, \d+)?\) = (?P<ret>\d+)")
 
 
-def traced_reads(case: Case, status: dict[str, Any], tmp: Path) -> tuple[int, int, int]:
-    """(bytes, reads, reads < 128 KiB) the process tree read from the sources through the mount."""
-    total = reads = small = 0
+def traced_reads(case: Case, status: dict[str, Any], tmp: Path) -> tuple[int, int, int, int]:
+    """(bytes, reads, reads < 128 KiB) the process tree read from the sources through the mount, and
+    the bytes it read back from the outputs it wrote (manifests and leases left out)."""
+    total = reads = small = read_back = 0
+    outputs = str(Path(status["mount"]) / "processed") + "/"
     for key in case.sources:
         trace_dir = tmp / "strace"
         shutil.rmtree(trace_dir, ignore_errors=True)
@@ -310,7 +315,9 @@ def traced_reads(case: Case, status: dict[str, Any], tmp: Path) -> tuple[int, in
                     total += int(m["ret"])
                     reads += 1
                     small += int(m["count"]) < SMALL_READ
-    return total, reads, small
+                elif m and m["path"].startswith(outputs) and "/_manifests/" not in m["path"]:
+                    read_back += max(0, int(m["ret"]))
+    return total, reads, small, read_back
 
 
 # -- cost ---------------------------------------------------------------------------------------------
@@ -394,9 +401,12 @@ def main() -> int:
             case = Case(name, what, keys, sum(f.stat().st_size for f in files))
             case.old = run_old(case, old_settings, status, work / "tmp-old" / name)
             case.mount = run_mount(case, status, work / "tmp-mount" / name)
-            case.mount.source_bytes_read, case.mount.source_reads, case.mount.small_reads = traced_reads(
-                case, status, work / "tmp-trace" / name
-            )
+            (
+                case.mount.source_bytes_read,
+                case.mount.source_reads,
+                case.mount.small_reads,
+                case.mount.outputs_read_back,
+            ) = traced_reads(case, status, work / "tmp-trace" / name)
             case.mount.s3_requests = {
                 "by the function": 0,
                 "by S3 Files (estimate): export PUTs": case.mount.files_written,
@@ -422,6 +432,12 @@ def report(cases: list[Case]) -> None:
         ("peak /tmp", lambda w: f"{w.peak_tmp_bytes / 1e6:.1f} MB"),
         ("source bytes read", lambda w: f"{w.source_bytes_read / 1e6:.1f} MB in {w.source_reads} reads/GETs"),
         ("reads < 128 KiB (S3 Files' paid cache)", lambda w: str(w.small_reads)),
+        (
+            "outputs read back",
+            lambda w: (
+                f"{w.outputs_read_back / 1e6:.2f} MB ({w.outputs_read_back / max(w.output_bytes, 1):.3f}x)"
+            ),
+        ),
         ("S3 requests", lambda w: ", ".join(f"{k} {v}" for k, v in w.s3_requests.items()) or "0"),
         ("files written / output bytes", lambda w: f"{w.files_written} / {w.output_bytes / 1e6:.1f} MB"),
         ("storage plumbing lines", lambda w: str(w.plumbing_lines)),

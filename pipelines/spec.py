@@ -59,11 +59,20 @@ class OutputRecord:
 
     path: str
     size: int
-    sha256: str
+    sha256: str | None  # None: not hashed (a tool wrote it at its final path); meta.sha256_omitted says why
     pipeline: str
     variant: str
     media_type: str
     meta: dict[str, Any] = field(default_factory=dict)
+
+
+class OutputWriter(Protocol):
+    """An output being written at its final path (:meth:`Job.open_output`): hashed as it is written and
+    recorded in the manifest when closed; nothing is read back from the mount."""
+
+    def write(self, data: bytes | bytearray | memoryview) -> None: ...
+
+    def close(self) -> None: ...
 
 
 class Job(Protocol):
@@ -103,6 +112,15 @@ class Job(Protocol):
         among planned outputs that share a variant name (e.g. one size in two formats)."""
         ...
 
+    def open_output(
+        self, pipeline: str, variant: str, *, ext: str | None = None, **meta: Any
+    ) -> OutputWriter:
+        """Open a planned output at its final path to write it in pieces (a tool's output streamed
+        through the worker): each ``write()`` goes to the mount as given (write large pieces: 1 MiB),
+        hashed on the way; close it before the pipeline returns, and the manifest lists its size and
+        sha256.  Nothing is read back from the mount."""
+        ...
+
     def leave_out(self, pipeline: str, reason: str, **where: Any) -> None:
         """Record a part of the source the pipeline left out while making the rest (a stream without a
         decoder, a page over a limit): ``where`` names the part (``stream=1, type="audio"``, ``page=3``);
@@ -110,8 +128,10 @@ class Job(Protocol):
         ...
 
     def output_path(self, pipeline: str, variant: str, *, ext: str | None = None) -> Path:
-        """Final path for a tool that writes a planned output itself; recorded for the manifest.
-        The engine deletes it if the job fails: a pipeline never deletes workspace files."""
+        """Final path for a tool that writes a planned output itself; recorded for the manifest by its
+        size, without a sha256 (reading it back to hash it would cost paid reads of data just written:
+        prefer :meth:`open_output`).  The engine deletes it if the job fails: a pipeline never deletes
+        workspace files."""
         ...
 
     def output_relpath(self, pipeline: str, variant: str, *, ext: str | None = None) -> str:

@@ -33,6 +33,7 @@ def ffmpeg_commands(ws: Path, *args: str, **env: str) -> list[list[str]]:
             a = a.replace(str(ws), "{ws}")
             a = SCRATCH.sub("/{scratch}", a)
             a = re.sub(r"[^ :]*/\{scratch\}", "{scratch}", a)
+            a = re.sub(r"^pipe:([2-9]|[1-9][0-9]+)$", "pipe:{fd}", a)  # an output the worker writes
             out.append(a)
         commands.append(["{ffmpeg}", *out])
     return commands

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from avtools import make_media
+from avtools import fast_env, make_media
 from conftest import (
     REPO,
     SAMPLES,
@@ -113,16 +113,35 @@ def test_a_full_workspace_is_a_clean_retryable_per_file_error(small_workspace: P
 
 
 def test_ffmpeg_filling_the_workspace_is_workspace_full(tmp_path: Path) -> None:
-    """The tool, not the worker, hits ENOSPC: its "No space left on device" is told apart by asking the file
-    systems, and the partial renditions are removed."""
+    """ffmpeg's renditions fill the workspace: the worker, which writes them from ffmpeg's pipes, hits
+    ENOSPC and fails the source as workspace_full naming the rendition (not as ffmpeg's broken pipe), and
+    the partial renditions are removed."""
     with tmpfs(tmp_path / "ws", "320k") as ws:
         (ws / "in").mkdir()
         shutil.copy(SAMPLES / "clip.mp4", ws / "in/clip.mp4")  # 166 KiB; its renditions do not fit
         res = run_cli("run", "-w", str(ws), "--json", "in")
         r = summary(res.stdout)["in/clip.mp4"]
         assert r["status"] == "failed" and r["error_kind"] == "workspace_full" and r["retryable"], r
-        assert "No space left on device" in r["error"] and "ffmpeg" in r["error"], r
+        assert "No space left on device" in r["error"] and "processed/transcode/" in r["error"], r
         assert files(ws) == ["in/clip.mp4"]  # no partial rendition, poster, manifest or lease
+
+
+def test_a_full_workspace_mid_pipe_stops_ffmpeg_and_is_workspace_full(tmp_path: Path) -> None:
+    """Renditions larger than a pipe holds: the worker's write fails while ffmpeg is still writing, so
+    ffmpeg then fails on the broken pipe; the source fails as workspace_full (the cause), not as ffmpeg's
+    broken pipe, and nothing is left."""
+    lossless_noise = ["-vf", "noise=alls=40:allf=t", "-c:v", "libx264", "-preset", "ultrafast", "-qp", "0"]
+    src = make_media(tmp_path / "noise.mp4", *lossless_noise, "-c:a", "aac", seconds=2, size="640x480")
+    room = src.stat().st_size + (256 << 10)
+    with tmpfs(tmp_path / "ws", f"{room // 1024}k") as ws:
+        (ws / "in").mkdir()
+        shutil.copy(src, ws / "in/noise.mp4")
+        env = fast_env(ladder=[{"height": 480, "max_kbps": 50000}])
+        res = run_cli("run", "-w", str(ws), "--json", "-p", "transcode", "in", env=env)
+        r = summary(res.stdout)["in/noise.mp4"]
+        assert r["status"] == "failed" and r["error_kind"] == "workspace_full" and r["retryable"], r
+        assert "No space left on device" in r["error"] and "processed/transcode/480p" in r["error"], r
+        assert files(ws) == ["in/noise.mp4"]
 
 
 def test_a_full_tmpdir_is_a_clean_retryable_scratch_error(tmp_path: Path, workspace: Path) -> None:
@@ -292,6 +311,13 @@ def _processes_naming(text: str) -> list[int]:
     return found
 
 
+def _parent(pid: int) -> int | None:
+    try:  # /proc/PID/stat: "pid (comm) state ppid ...", comm may hold spaces and parentheses
+        return int(Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[1])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
 def test_a_sigkilled_worker_takes_its_ffmpeg_with_it(workspace: Path) -> None:
     """Tools run in their own session (so a stop reaches what they start), so a SIGKILL of the worker
     alone (the OOM killer, ``kill -9``) would leave ffmpeg running, still writing outputs while a rerun
@@ -303,7 +329,7 @@ def test_a_sigkilled_worker_takes_its_ffmpeg_with_it(workspace: Path) -> None:
     worker = subprocess.Popen(cmd, cwd=REPO, env=cli_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
         end = time.monotonic() + 60
-        while not (tools := _processes_naming(f"{workspace}/processed/transcode")):
+        while not (tools := [p for p in _processes_naming("libx264") if _parent(p) == worker.pid]):
             assert worker.poll() is None and time.monotonic() < end, "ffmpeg never started"
             time.sleep(0.05)
     finally:

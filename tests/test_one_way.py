@@ -26,6 +26,10 @@ from pipelines.tools import runner
 SCRATCH_CLEANUPS = {
     ("pipelines/tools/tesseract.py", "recognize"): "tesseract's txt/tsv/pdf next to the scratch page image",
     ("pipelines/builtin/ocr/pages.py", "_ocr_page"): "the page image in the job's scratch folder",
+    (
+        "pipelines/tools/ffmpeg.py",
+        "_copy_staged",
+    ): "an output ffmpeg staged in scratch, once copied to its path",
     ("pipelines/core/scratch.py", "remove"): "the job's own scratch folder (TMPDIR), when the job ends",
     ("pipelines/core/scratch.py", "sweep"): "scratch folders (TMPDIR) of jobs that died, their flock free",
     (

@@ -46,6 +46,9 @@ class PlanJob:
     def output_path(self, pipeline: str, variant: str, *, ext: str | None = None) -> Path:
         return self.root / self.output_relpath(pipeline, variant, ext=ext)
 
+    def open_output(self, pipeline: str, variant: str, *, ext: str | None = None, **meta: Any) -> Any:
+        raise AssertionError("no command is run here")
+
 
 def built(tmp: Path, sample: str, names: list[str], **transcode: Any) -> tuple[list[str], list[Branch]]:
     """The ffmpeg command the group ``names`` runs for ``sample``, and its branches."""
@@ -72,9 +75,16 @@ def inputs(args: list[str]) -> list[str]:
 
 
 def outputs(args: list[str], root: Path) -> set[str]:
-    """Files the command writes, relative to ``root`` (outputs and scratch frames)."""
+    """Files the command writes, relative to ``root`` (scratch frames and staged outputs), and outputs
+    it writes into a pipe for the worker (named by their placeholder ``pipe:<relpath>``)."""
     prefix = f"file:{root}/"
-    return {a.removeprefix(prefix) for a in args[args.index("-i") + 2 :] if a.startswith(prefix)}
+    found = set()
+    for a in args[args.index("-i") + 2 :]:
+        if a.startswith(prefix):
+            found.add(a.removeprefix(prefix))
+        elif m := re.fullmatch(r"pipe:<(.+)>", a):
+            found.add(m[1])
+    return found
 
 
 def graph(args: list[str]) -> str:
@@ -134,7 +144,8 @@ def test_a_poster_alone_seeks_and_an_audio_source_gets_no_thumbnail_branch(tmp_p
         tmp_path / "audio", "tone.m4a", ["transcode", "video_thumbnails"], audio_outputs=["aac", "opus"]
     )
     assert [type(b).__name__ for b in branches] == ["TranscodeBranch"]  # no video: no thumbnail branch
-    assert outputs(audio, tmp_path / "audio") == {"out/transcode/aac.m4a", "out/transcode/opus.webm"}
+    # fragmented MP4 streams through a pipe; WebM's muxer seeks back to finish: staged in scratch
+    assert outputs(audio, tmp_path / "audio") == {"out/transcode/aac.m4a", "scratch/staged-opus.webm"}
     assert "-filter_complex" not in audio and "image2" not in audio
 
 

@@ -47,7 +47,7 @@ from pipelines.result import SourceResult
 from pipelines.spec import OutputRecord, Pipeline, PlannedOutput, SourceInfo
 from pipelines.workspace import failure, manifest
 from pipelines.workspace.lease import Lease
-from pipelines.workspace.mount import Workspace, clean_relpath
+from pipelines.workspace.mount import OutputFile, Workspace, clean_relpath
 
 log = get_logger(__name__)
 ProgressCallback = Callable[[str, str, float, str], None]  # (source, pipeline, fraction 0-1, message)
@@ -75,6 +75,7 @@ class _Job:
     tool_written: list[tuple[str, PlannedOutput, str]] = field(
         default_factory=list
     )  # (pipeline, planned, rel)
+    writing: list[OutputFile] = field(default_factory=list)  # opened by open_output (closed at commit)
     left_out: list[dict[str, Any]] = field(default_factory=list)  # parts of the source left out
     bytes_read: int = 0
     progress: ProgressCallback | None = None
@@ -122,13 +123,30 @@ class _Job:
     def write_output(
         self, pipeline: str, variant: str, data: bytes, *, ext: str | None = None, **meta: Any
     ) -> OutputRecord:
-        rel, planned = self._target(pipeline, variant, ext)
-        self.written.append(OutputRecord(rel, 0, "", pipeline, variant, planned.media_type, meta))
-        with self.ws.open_output(rel) as out:
+        out, rec = self._open(pipeline, variant, ext, meta)
+        with out:
             out.write(data)
-        rec = self.written[-1]
-        rec.size, rec.sha256 = out.size, out.sha256
         return rec
+
+    def open_output(self, pipeline: str, variant: str, *, ext: str | None = None, **meta: Any) -> OutputFile:
+        return self._open(pipeline, variant, ext, meta)[0]
+
+    def _open(
+        self, pipeline: str, variant: str, ext: str | None, meta: dict[str, Any]
+    ) -> tuple[OutputFile, OutputRecord]:
+        """Open a planned output at its final path; its record gets the size and sha256 computed on the
+        way when it is closed (nothing is read back)."""
+        rel, planned = self._target(pipeline, variant, ext)
+        out = self.ws.open_output(rel)
+        rec = OutputRecord(rel, 0, "", pipeline, variant, planned.media_type, meta)
+        self.written.append(rec)  # from now on a failed job deletes it, whatever was written
+        self.writing.append(out)
+
+        def closed(f: OutputFile) -> None:
+            rec.size, rec.sha256 = f.size, f.sha256
+
+        out.on_close = closed
+        return out, rec
 
     def leave_out(self, pipeline: str, reason: str, **where: Any) -> None:
         entry = {"pipeline": pipeline, **where, "reason": reason}
@@ -149,12 +167,20 @@ class _Job:
         return relative_url(self.output_relpath(pipeline, variant, ext=ext), referrer)
 
     def finish_tool_outputs(self) -> None:
-        """Hash and record outputs that tools wrote themselves; forget the ones they did not write."""
+        """Check every output opened through :meth:`open_output` was closed (so its hash is whole), and
+        record outputs that tools wrote themselves, by size alone: reading them back from the mount to
+        hash them would be paid reads of data just written, so their manifest entry has no sha256 and
+        says why (``meta.sha256_omitted``).  Forget the ones the tools did not write."""
+        if still_open := [f.relpath for f in self.writing if not f.closed]:
+            raise MediaWorkerError(f"output(s) still being written when the pipeline returned: {still_open}")
+        self.writing.clear()
         for pipeline, planned, rel in self.tool_written:
             if not (self.ws.root / rel).exists():
                 continue
-            size, sha = self.ws.hash_file(rel)
-            self.written.append(OutputRecord(rel, size, sha, pipeline, planned.variant, planned.media_type))
+            why = "written by a tool at its final path; not read back from the mount to hash it"
+            rec = OutputRecord(rel, self.ws.size_of(rel), None, pipeline, planned.variant, planned.media_type)
+            rec.meta["sha256_omitted"] = why
+            self.written.append(rec)
         self.tool_written.clear()
 
     def lost_folder(self) -> str | None:

@@ -16,20 +16,24 @@ starting with ``-`` is not an option.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import functools
 import itertools
 import os
 import re
 import stat
+import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from io import FileIO
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from config.deadline import NO_DEADLINE, Deadline
 from config.errors import BadInputError, JobTimeoutError, MissingDependencyError
 from config.logs import get_logger
 from pipelines.ledger import StorageIO
+from pipelines.spec import OutputWriter
 from pipelines.tools import query_cache, runner
 
 log = get_logger(__name__)
@@ -187,13 +191,92 @@ Stream = Any  # an ffmpeg-python stream: a decoded input stream or a filter's ou
 Output = Any  # an ffmpeg-python output node (one output file and its options)
 
 
+@dataclass(eq=False)
+class Sink:
+    """An output that ffmpeg does not write on the workspace: the worker writes it to its final path
+    through ``open()`` in ``MIB`` writes, hashing it on the way, so it is never read back to be hashed.
+
+    A streamable format (fragmented MP4, Ogg, the HLS segments file) goes through a pipe that a thread
+    drains while ffmpeg runs (:func:`run`); a format whose muxer seeks back to finish the file (WebM's
+    cues and duration, MP3's Xing header) is written by ffmpeg to ``staged``, in the job's scratch
+    folder, and copied after ffmpeg exited 0 (local reads cost nothing; the mount is written once).
+    ``copy``: a local file that also gets a pipe's bytes (the HLS remux reads the rendition from it).
+    """
+
+    name: str  # the output's workspace path: messages, and the placeholder in the command line
+    open: Callable[[], OutputWriter]  # an output opened at its final path (Job.open_output)
+    staged: Path | None = None
+    copy: Path | None = None
+    size: int = 0  # bytes written to the final path
+
+    @property
+    def url(self) -> str:
+        """Its URL in the command: the staged file, or for a pipe a placeholder :func:`run` replaces
+        with ``pipe:<fd>``."""
+        return _url(self.staged) if self.staged is not None else f"pipe:<{self.name}>"
+
+
+def _write_through(sink: Sink, src: FileIO) -> None:
+    """Copy ``src`` to ``sink.open()`` (and ``sink.copy``) in ``MIB`` writes; opens nothing if ``src``
+    is empty (ffmpeg wrote nothing: :func:`require_outputs` says so)."""
+    buf = bytearray(MIB)
+    view = memoryview(buf)
+    out: OutputWriter | None = None
+    copy: BinaryIO | None = None
+    try:
+        while True:
+            filled = 0
+            while filled < MIB and (n := src.readinto(view[filled:])):
+                filled += n
+            if not filled:
+                break
+            if out is None:
+                out = sink.open()
+                copy = open(sink.copy, "wb") if sink.copy is not None else None  # noqa: SIM115
+            out.write(view[:filled])
+            sink.size += filled
+            if copy is not None:
+                copy.write(view[:filled])
+    finally:
+        view.release()
+        if copy is not None:
+            copy.close()
+        if out is not None:
+            out.close()
+
+
+class _Drain(threading.Thread):
+    """Drains one output pipe to its sink while ffmpeg runs; closing the read end when it stops early
+    (a full workspace) makes ffmpeg's next write fail at once (EPIPE) instead of blocking."""
+
+    def __init__(self, sink: Sink, fd: int) -> None:
+        super().__init__(name=f"ffmpeg-output-{fd}", daemon=True)
+        self.sink, self.fd = sink, fd
+        self.error: BaseException | None = None
+
+    def run(self) -> None:
+        try:
+            with open(self.fd, "rb", buffering=0) as src:
+                _write_through(self.sink, src)
+        except BaseException as exc:  # raised by run() after ffmpeg has stopped
+            self.error = exc
+
+
+def _copy_staged(sinks: Sequence[Sink]) -> None:
+    for sink in sinks:
+        assert sink.staged is not None
+        with contextlib.suppress(FileNotFoundError), open(sink.staged, "rb", buffering=0) as src:
+            _write_through(sink, src)
+        sink.staged.unlink(missing_ok=True)  # scratch space back before the next output
+
+
 @dataclass(frozen=True)
 class VideoOut:
     """One H.264/AAC rendition: a fragmented MP4."""
 
     width: int
     height: int
-    path: Path
+    path: Path | Sink  # a Sink: the worker writes it (a pipe: fragmented MP4 streams)
     crf: int
     preset: str
     profile: str
@@ -210,7 +293,7 @@ class HdrOut:
 
     width: int
     height: int
-    path: Path
+    path: Path | Sink
     crf: int
     preset: str
     color: Any  # probe.Color of the source (transfer, primaries, matrix)
@@ -260,7 +343,7 @@ class AudioOut:
     codec: str  # "aac" | "opus" | "mp3"
     container: str  # "mp4" | "webm" | "ogg" | "mp3"
     kbps: int
-    path: Path
+    path: Path | Sink  # WebM and MP3 muxers seek back to finish: staged, not piped
     loudnorm_lufs: float | None = None
 
 
@@ -329,8 +412,10 @@ class OutputOptions:
         return {"ac": self.channels} if self.channels else {}
 
 
-def _url(path: Path) -> str:
-    """A ``file:`` URL for a path: never parsed as an option or another protocol."""
+def _url(path: Path | Sink) -> str:
+    """A ``file:`` URL for a path (never parsed as an option or another protocol), or a sink's URL."""
+    if isinstance(path, Sink):
+        return path.url
     return "file:" + os.path.abspath(path)
 
 
@@ -581,8 +666,8 @@ def command(ff: Ffmpeg, outputs: Sequence[Output]) -> list[str]:
 class HlsOut:
     """An HLS rendition remuxed (no re-encode) from a fragmented MP4 rendition."""
 
-    mp4: Path  # input: the rendition just written
-    segments: Path  # the single fMP4 file with every segment (byte ranges)
+    mp4: Path  # input: a local copy of the rendition just written (never read back from the mount)
+    segments: Path | Sink  # the single fMP4 file with every segment (byte ranges)
     playlist: Path  # the media playlist, written by ffmpeg into a local folder
     seconds: float
 
@@ -635,6 +720,7 @@ def run(
     env: Mapping[str, str] | None = None,
     io: StorageIO | None = None,
     local: Path | None = None,
+    sinks: Sequence[Sink] = (),
 ) -> RunResult:
     """Run ffmpeg through :func:`runner.run`, stopping it ``margin`` seconds before ``deadline``.
 
@@ -647,7 +733,63 @@ def run(
     With ``io`` and ``local`` (the job's scratch folder), what ffmpeg read and wrote outside ``local``
     (on the mount) is added to the job's ledger, from ffmpeg's own per-file I/O statistics
     (:func:`count_io`).
+
+    ``sinks``: outputs the worker writes (:class:`Sink`): each piped one gets a pipe whose write end
+    ffmpeg inherits (its placeholder in ``args`` becomes ``pipe:<fd>``) and a thread that writes what
+    comes out to its final path; staged ones are copied there after ffmpeg exited 0.  An error of a
+    sink (a full workspace) is raised in preference to ffmpeg's own (which then is a broken pipe).
     """
+    piped = [k for k in sinks if k.staged is None]
+    for k in piped:
+        if args.count(k.url) != 1:
+            raise ValueError(f"the command does not name the output {k.name} once ({k.url})")
+    write_ends: list[int] = []
+    drains: list[_Drain] = []
+    try:
+        for k in piped:
+            r, w = os.pipe()
+            write_ends.append(w)
+            with contextlib.suppress(OSError):  # fewer wake-ups; the default (64 KiB) works too
+                fcntl.fcntl(w, fcntl.F_SETPIPE_SZ, MIB)
+            args = [f"pipe:{w}" if a == k.url else a for a in args]
+            drains.append(_Drain(k, r))
+            drains[-1].start()
+        result = _run(
+            args, write_ends, deadline, margin, expected_seconds, video_fps, on_progress, env, io, local
+        )
+    except BaseException as exc:
+        _end_drains(write_ends, drains, exc)
+        raise
+    _end_drains(write_ends, drains, None)
+    _copy_staged([k for k in sinks if k.staged is not None])
+    return result
+
+
+def _end_drains(write_ends: list[int], drains: list[_Drain], failure: BaseException | None) -> None:
+    """ffmpeg has exited: close our write ends (the threads see the end of their pipes), wait for the
+    threads, and raise the first sink error (the cause of ffmpeg's failure, if it failed)."""
+    for w in write_ends:
+        os.close(w)
+    write_ends.clear()
+    for d in drains:
+        d.join()
+    error = next((d.error for d in drains if d.error is not None), None)
+    if error is not None and (failure is None or isinstance(failure, Exception)):  # not over a Ctrl-C
+        raise error from failure
+
+
+def _run(
+    args: list[str],
+    pass_fds: Sequence[int],
+    deadline: Deadline,
+    margin: float,
+    expected_seconds: float | None,
+    video_fps: float | None,
+    on_progress: Callable[[float, str], None] | None,
+    env: Mapping[str, str] | None,
+    io: StorageIO | None,
+    local: Path | None,
+) -> RunResult:
     done = [0.0]
     report = None
     if io is not None and local is not None:
@@ -674,6 +816,7 @@ def run(
             on_stdout=read_progress,
             bad_input=_BAD_INPUT,
             grace=min(1.0, max(margin / 2, 0.1)),
+            pass_fds=pass_fds,
         )
     except JobTimeoutError as exc:
         raise JobTimeoutError(f"{exc} ({done[0]:.1f} s of media done)", detail=exc.detail) from None
@@ -745,9 +888,11 @@ def count_io(report: Path, args: Sequence[str], io: StorageIO, local: Path) -> N
             io.new_file()
 
 
-def require_outputs(paths: Sequence[Path], stderr_tail: str) -> None:
+def require_outputs(paths: Sequence[Path | Sink], stderr_tail: str) -> None:
     """ffmpeg can exit 0 without writing an output (e.g. no packet decoded): that is a bad input."""
-    empty = [p for p in paths if not p.is_file() or p.stat().st_size == 0]
+    empty = [
+        p for p in paths if (p.size == 0 if isinstance(p, Sink) else not p.is_file() or p.stat().st_size == 0)
+    ]
     if empty:
         raise BadInputError(
             f"ffmpeg produced no data for {len(empty)} output(s): {runner.last_line(stderr_tail)}",

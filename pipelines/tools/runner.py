@@ -138,12 +138,15 @@ def run(
     on_stdout: Callable[[str], None] | None = None,
     bad_input: re.Pattern[str] | None = None,
     grace: float = 1.0,
+    pass_fds: Sequence[int] = (),
 ) -> Completed:
     """Run ``args`` to completion within ``deadline`` and ``timeout`` (seconds); see the module doc.
 
     ``what`` names the call in messages (default: the program's name).  With ``check=False`` a
     non-zero exit is returned, not raised (probes that read the output anyway).  With ``on_stdout``
     each stdout line goes to it while the child runs (streaming); otherwise stdout is captured.
+    ``pass_fds``: descriptors the child inherits under the same numbers (pipes it writes outputs into);
+    every other descriptor is closed in the child.
     """
     what = what or program.name
     argv = [str(a) for a in args]
@@ -152,7 +155,7 @@ def run(
     if cwd is not None and not Path(cwd).is_dir():
         raise ToolFailedError(f"cannot run {what}: working folder {cwd} does not exist")
     t0 = time.monotonic()
-    proc = _start(argv, program, what, env, cwd)
+    proc = _start(argv, program, what, env, cwd, pass_fds)
     err = _Tail(keep_all=on_stdout is None)
     out = _Tail(keep_all=True)
     readers = _read(proc, err.add, on_stdout or out.add)
@@ -171,7 +174,12 @@ def run(
 
 
 def _start(
-    argv: list[str], program: Program, what: str, env: Mapping[str, str] | None, cwd: Path | None
+    argv: list[str],
+    program: Program,
+    what: str,
+    env: Mapping[str, str] | None,
+    cwd: Path | None,
+    pass_fds: Sequence[int] = (),
 ) -> subprocess.Popen[bytes]:
     """The child, in its own process group, dying with us; a program that cannot start is our error."""
     try:
@@ -183,6 +191,7 @@ def _start(
             env=None if env is None else dict(env),
             cwd=cwd,
             close_fds=True,
+            pass_fds=tuple(pass_fds),
             start_new_session=True,  # its own process group: a stop reaches anything it started
             preexec_fn=die_with_parent(),
         )

@@ -8,6 +8,7 @@ The mount I/O contract:
   default 1 MiB), so S3 Files serves them straight from S3 rather than its paid cache;
 * outputs are written once at their final path: no temp file, no rename (a rename on S3 Files is a
   copy plus a delete), parents created as needed, never through a symlink;
+* outputs are hashed as they are written (:class:`OutputFile`): nothing is read back from the mount;
 * every read() and write() on the workspace is counted in the job's
   :class:`~pipelines.ledger.StorageIO` (the cost ledger in its manifest), with what tools did on the
   mount added by their wrappers.
@@ -19,7 +20,7 @@ import errno
 import hashlib
 import os
 import stat
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path, PurePosixPath
 from types import TracebackType
 
@@ -98,7 +99,8 @@ def clean_relpath(relpath: str) -> str:
 
 
 class OutputFile:
-    """An output being written at its final path; hashes as it goes."""
+    """An output being written at its final path; hashes as it goes (nothing is read back to hash it).
+    ``on_close`` is called once, after the file is closed (the engine records size and sha256 then)."""
 
     def __init__(self, path: Path, relpath: str, io: StorageIO) -> None:
         self.path = path
@@ -108,6 +110,7 @@ class OutputFile:
         io.new_file()
         self._sha = hashlib.sha256()
         self.size = 0
+        self.on_close: Callable[[OutputFile], None] | None = None
 
     def write(self, data: bytes | bytearray | memoryview) -> None:
         view = memoryview(data)
@@ -130,10 +133,16 @@ class OutputFile:
     def sha256(self) -> str:
         return self._sha.hexdigest()
 
+    @property
+    def closed(self) -> bool:
+        return self._fd < 0
+
     def close(self) -> None:
         if self._fd >= 0:
             fd, self._fd = self._fd, -1
             os.close(fd)
+            if self.on_close is not None:
+                self.on_close(self)
 
     def __enter__(self) -> OutputFile:
         return self
@@ -322,19 +331,9 @@ class Workspace:
         del buf[total:]
         return bytes(buf)
 
-    def hash_file(self, relpath: str) -> tuple[int, str]:
-        """(size, sha256) of a workspace file, read with ``read_block`` reads."""
-        sha = hashlib.sha256()
-        size = 0
-        path = self.root / clean_relpath(relpath)
-        block = bytearray(self.read_block)
-        view = memoryview(block)
-        with open(path, "rb", buffering=0) as raw:
-            while n := raw.readinto(view):
-                self.io.read(n)
-                sha.update(view[:n])
-                size += n
-        return size, sha.hexdigest()
+    def size_of(self, relpath: str) -> int:
+        """Size of a workspace file (a stat: nothing is read)."""
+        return os.stat(self.root / clean_relpath(relpath)).st_size
 
     # -- writing -----------------------------------------------------------------------------
     def open_output(self, relpath: str) -> OutputFile:

@@ -12,11 +12,13 @@ step); this module only puts them together:
 2. probe (PyAV, bounded), limits: one :class:`Decode` that every pipeline builds its branch for;
 3. :func:`command`: one input, one decode, the decoded video ``split`` into every branch's copies, the
    decoded audio into every branch that uses it; run with progress and the job deadline;
-4. every file ffmpeg wrote has data, then each branch's :meth:`Branch.finish` (transcode: completeness
+4. every output has data, then each branch's :meth:`Branch.finish` (transcode: completeness
    check, HLS remux and playlists; video_thumbnails: poster choice and sizes, storyboard).
 
-Outputs are named through the job (``output_path``, ``output_relpath``, ``output_url``), never by
-rendering the layout here; on any failure this module just raises and the engine deletes them.
+Outputs are named through the job (``open_output`` via a :class:`~pipelines.tools.ffmpeg.Sink`,
+``output_relpath``, ``output_url``), never by rendering the layout here: ffmpeg writes nothing on the
+workspace itself, the worker writes what it hands over and hashes it on the way (docs/mount.md); on
+any failure this module just raises and the engine deletes them.
 """
 
 from __future__ import annotations
@@ -143,8 +145,10 @@ class Branch(ABC):
         return None
 
     @property
-    def files(self) -> list[Path]:
-        """Workspace files ffmpeg writes for it (scratch files are not listed)."""
+    def files(self) -> list[Path | ff.Sink]:
+        """Its outputs: workspace files ffmpeg writes, or :class:`~pipelines.tools.ffmpeg.Sink` s it
+        hands to the worker (written and hashed on the way); each must hold data after the run
+        (scratch files are not listed)."""
         return []
 
     @abstractmethod
@@ -219,6 +223,7 @@ def run_group(job: Job, pipelines: Sequence[FfmpegPipeline]) -> None:
         for p in pipelines:
             job.report_progress(p.name, fraction * 0.97, message)
 
+    files = [f for b in branches for f in b.files]
     result = ff.run(
         args,
         deadline=job.deadline,
@@ -228,8 +233,9 @@ def run_group(job: Job, pipelines: Sequence[FfmpegPipeline]) -> None:
         on_progress=progress,
         io=job.io,
         local=job.scratch_dir,
+        sinks=[f for f in files if isinstance(f, ff.Sink)],
     )
-    ff.require_outputs([f for b in branches for f in b.files], result.stderr_tail)
+    ff.require_outputs(files, result.stderr_tail)
     job.deadline.check("writing posters and playlists")
     for b in branches:
         b.finish(job, result)

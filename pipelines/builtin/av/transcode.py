@@ -9,6 +9,7 @@ the source was not cut short, then, with ``hls = true``, runs a second, cheap ff
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -41,6 +42,9 @@ MEDIA_TYPES = {
 # A source counts as cut short when it decodes to less than its declared duration minus the larger of
 # these (containers round, drop a last partial page, or count priming samples).
 PARTIAL_SLACK_SECONDS, PARTIAL_SLACK_FRACTION = 2.0, 0.15
+# containers whose muxer seeks back to finish the file (WebM: cues, duration; MP3: the Xing header):
+# ffmpeg writes them to the scratch folder; the others (fragmented MP4, Ogg) stream through a pipe
+SEEKING_CONTAINERS = frozenset({"webm", "mp3"})
 
 
 class TranscodePipeline(FfmpegPipeline):
@@ -81,7 +85,9 @@ class TranscodePipeline(FfmpegPipeline):
             sizes = avplan.ladder(v, t.ladder)
             for size in sizes:
                 level = avplan.h264_level(size.width, size.height, fps)
-                mp4 = job.output_path(NAME, size.rung.name, ext="mp4")
+                # the HLS remux reads a local copy of the rendition, not the mount
+                local = job.scratch_dir / f"rendition-{size.rung.name}.mp4" if t.hls else None
+                mp4 = sink(job, size.rung.name, "mp4", copy=local)
                 b.renditions.append(
                     ff.VideoOut(
                         width=size.width,
@@ -97,16 +103,16 @@ class TranscodePipeline(FfmpegPipeline):
                         bt709_tags=decode.tonemap is not None,
                     )
                 )
-                if t.hls:  # remuxed from the MP4 afterwards: no second encode
+                if local is not None:  # remuxed from the MP4 afterwards: no second encode
                     b.hls.append(
-                        _hls_rung(job, size, mp4, avplan.codecs_string(t.profile, level, a is not None))
+                        _hls_rung(job, size, local, avplan.codecs_string(t.profile, level, a is not None))
                     )
             if t.hdr_rung and v.color.hdr is not None and sizes:
                 top = sizes[0]
                 b.hdr = ff.HdrOut(
                     width=top.width,
                     height=top.height,
-                    path=job.output_path(NAME, "hdr", ext="mp4"),
+                    path=sink(job, "hdr", "mp4"),
                     crf=t.hdr_crf,
                     preset=t.preset,
                     color=v.color,
@@ -117,12 +123,25 @@ class TranscodePipeline(FfmpegPipeline):
             for kind in t.audio_outputs:
                 kbps = {"aac": t.aac_kbps, "opus": t.opus_kbps, "mp3": t.mp3_kbps}[kind]
                 container = {"aac": "mp4", "mp3": "mp3"}.get(kind, t.opus_container)
-                path = job.output_path(NAME, kind, ext=t.audio_ext(kind))
-                b.audios.append(ff.AudioOut(kind, container, kbps, path))
+                ext = t.audio_ext(kind)
+                out = sink(job, kind, ext, staged=container in SEEKING_CONTAINERS)
+                b.audios.append(ff.AudioOut(kind, container, kbps, out))
             if t.loudnorm:
-                path = job.output_path(NAME, "loudnorm", ext="m4a")
-                b.audios.append(ff.AudioOut("aac", "mp4", t.aac_kbps, path, loudnorm_lufs=t.loudnorm_lufs))
+                out = sink(job, "loudnorm", "m4a")
+                b.audios.append(ff.AudioOut("aac", "mp4", t.aac_kbps, out, loudnorm_lufs=t.loudnorm_lufs))
         return b if b.renditions or b.audios or b.hdr else None
+
+
+def sink(job: Job, variant: str, ext: str, *, staged: bool = False, copy: Path | None = None) -> ff.Sink:
+    """A planned output that ffmpeg hands to the worker, which writes it at its final path and hashes it
+    on the way (nothing is read back from the mount): through a pipe, or, for a container whose muxer
+    seeks back to finish the file, ``staged`` in the scratch folder and copied after the run."""
+    return ff.Sink(
+        job.output_relpath(NAME, variant, ext=ext),
+        functools.partial(job.open_output, NAME, variant, ext=ext),
+        staged=job.scratch_dir / f"staged-{variant}.{ext}" if staged else None,
+        copy=copy,
+    )
 
 
 @dataclass(frozen=True)
@@ -166,7 +185,7 @@ class TranscodeBranch(Branch):
         return min(v.fps, self.fps_cap) if self.fps_cap else v.fps
 
     @property
-    def files(self) -> list[Path]:
+    def files(self) -> list[Path | ff.Sink]:
         hdr = [self.hdr.path] if self.hdr is not None else []
         return [v.path for v in self.renditions] + hdr + [a.path for a in self.audios]
 
@@ -204,11 +223,8 @@ class TranscodeBranch(Branch):
 
 def _hls_rung(job: Job, size: avplan.RungSize, mp4: Path, codecs: str) -> HlsRung:
     variant = f"hls-{size.rung.name}"
-    # ffmpeg's HLS muxer expands '%v' in file names; such a name cannot be written as planned
-    if "%v" in job.output_relpath(NAME, variant, ext="m4s"):
-        raise BadInputError("HLS output is not possible for a file name containing '%v'")
     playlist = job.scratch_dir / f"{variant}.m3u8"
-    segments = job.output_path(NAME, variant, ext="m4s")
+    segments = sink(job, variant, "m4s")  # a pipe: no name of ours reaches the HLS muxer ('%v')
     remux = ff.HlsOut(mp4, segments, playlist, job.settings.transcode.hls_segment_seconds)
     return HlsRung(size, codecs, remux)
 
@@ -225,6 +241,7 @@ def write_hls(job: Job, tool: ff.Ffmpeg, rungs: Sequence[HlsRung]) -> None:
         margin=t.deadline_margin_seconds,
         io=job.io,
         local=job.scratch_dir,
+        sinks=[r.segments for r in remux if isinstance(r.segments, ff.Sink)],
     )
     ff.require_outputs([r.segments for r in remux] + [r.playlist for r in remux], "")
     entries = []
