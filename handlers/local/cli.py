@@ -23,7 +23,7 @@ stack_app = typer.Typer(
     "(SeaweedFS; see docs/local-stack.md).",
     no_args_is_help=True,
 )
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 DirOpt = Annotated[
     Path | None,
