@@ -59,6 +59,12 @@ VIDEO_INPUTS = {
     "3gp": "video/3gpp",  # phone video (H.263/MPEG-4/H.264 + AMR/AAC); mov demuxer
     "3g2": "video/3gpp2",
     "flv": "video/x-flv",
+    "wmv": "video/x-ms-wmv",  # Windows Media (the asf demuxer)
+    "asf": "video/x-ms-asf",
+    "h264": "video/h264",  # raw H.264 / HEVC elementary streams (camera and encoder dumps)
+    "264": "video/h264",
+    "hevc": "video/h265",
+    "h265": "video/h265",
 }
 AUDIO_INPUTS = {
     "mp3": "audio/mpeg",
