@@ -118,7 +118,7 @@ def test_engine_rules_are_configured_rules_when_given(tmp_path: Path) -> None:
 
 
 def test_pipelines_listing_shows_the_declared_types(plugin_site: Path) -> None:  # noqa: F811
-    res = run_cli("pipelines", env=cli_env(PYTHONPATH=str(plugin_site), COLUMNS="400"))
+    res = run_cli("pipelines", env=cli_env(PYTHONPATH=str(plugin_site), COLUMNS="1000"))
     rows = {line.split("│")[1].strip(): line for line in res.stdout.splitlines() if line.count("│") > 2}
     assert ".mpg*" in rows["transcode"] and ".flv*" in rows["video_thumbnails"]
     assert ".pdf*" in rows["ocr"] and ".png " in rows["ocr"]  # images: taken, not routed by default
