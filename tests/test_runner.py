@@ -56,6 +56,26 @@ def test_a_missing_program_names_it_and_how_to_install_it(tmp_path: Path) -> Non
         runner.find(prog)  # not on PATH either
 
 
+def test_every_way_of_starting_a_child_maps_a_missing_program_the_same(tmp_path: Path) -> None:
+    """run, spawn (a daemon with its log) and stream (an event stream) share one mapping of a child
+    that cannot start: missing -> MissingDependencyError naming the install hint; else a tool failure."""
+    prog = runner.Program("frobnicate", "install the Debian package frob-tools")
+    missing = [str(tmp_path / "frobnicate")]
+    starters = [
+        lambda argv: runner.run(argv, program=prog),
+        lambda argv: runner.spawn(argv, program=prog, log=tmp_path / "frob.log"),
+        lambda argv: runner.stream(argv, program=prog),
+    ]
+    script = tmp_path / "not-executable"
+    script.write_text("#!/bin/sh\n")
+    for start in starters:
+        with pytest.raises(MissingDependencyError, match="frob-tools"):
+            start(missing)
+        with pytest.raises(ToolFailedError, match="cannot (run|start)") as info:
+            start([str(script)])
+        assert not isinstance(info.value, MissingDependencyError)
+
+
 def test_find_returns_the_absolute_path() -> None:
     assert runner.find(SH) == runner.which("sh") and Path(runner.find(SH)).is_absolute()
 

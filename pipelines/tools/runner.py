@@ -196,9 +196,17 @@ def _start(
             preexec_fn=die_with_parent(),
         )
     except OSError as exc:
-        if exc.errno == errno.ENOENT:
-            raise program.missing(f"not found ({argv[0]})") from None
-        raise ToolFailedError(f"cannot run {what} ({argv[0]}): {exc}") from None
+        raise _cannot_start(exc, program, argv, f"run {what}") from None
+
+
+def _cannot_start(
+    exc: OSError, program: Program, argv: Sequence[str], doing: str
+) -> MissingDependencyError | ToolFailedError:
+    """The one mapping of a child that could not start (``doing``: "run ffmpeg on …"): a missing program
+    names how to install it, any other OSError is a tool failure."""
+    if exc.errno == errno.ENOENT:
+        return program.missing(f"not found ({argv[0]})")
+    return ToolFailedError(f"cannot {doing} ({argv[0]}): {exc}")
 
 
 def _read(
@@ -270,9 +278,7 @@ def spawn(
                 start_new_session=True,
             )
     except OSError as exc:
-        if exc.errno == errno.ENOENT:
-            raise program.missing(f"not found ({argv[0]})") from None
-        raise ToolFailedError(f"cannot start {program.name} ({argv[0]}): {exc}") from None
+        raise _cannot_start(exc, program, argv, f"start {program.name}") from None
     return proc.pid
 
 
@@ -293,9 +299,7 @@ def stream(args: Sequence[str], *, program: Program) -> subprocess.Popen[str]:
             preexec_fn=die_with_parent(),
         )
     except OSError as exc:
-        if exc.errno == errno.ENOENT:
-            raise program.missing(f"not found ({argv[0]})") from None
-        raise ToolFailedError(f"cannot start {program.name} ({argv[0]}): {exc}") from None
+        raise _cannot_start(exc, program, argv, f"start {program.name}") from None
 
 
 def failure(
