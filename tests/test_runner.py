@@ -71,7 +71,7 @@ def test_every_way_of_starting_a_child_maps_a_missing_program_the_same(tmp_path:
     for start in starters:
         with pytest.raises(MissingDependencyError, match="frob-tools"):
             start(missing)
-        with pytest.raises(ToolFailedError, match="cannot (run|start)") as info:
+        with pytest.raises(ToolFailedError, match=r"cannot (run|start)") as info:
             start([str(script)])
         assert not isinstance(info.value, MissingDependencyError)
 
